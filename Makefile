@@ -1,0 +1,103 @@
+# blkmirror: see README.md.  `make` builds, `make check` runs every test,
+# `make demo` shows the main job, `make bench` measures against peer systems.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+B       ?= build
+PKGS    := liburing libnl-genl-3.0 openssl cunit inih json-c
+DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
+           libcunit1-dev libinih-dev libjson-c-dev libnbd-bin python3-libnbd \
+           qemu-utils nbdkit fio mandoc iproute2 procps
+
+CFLAGS  ?= -O2 -g
+WFLAGS  := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+           -Wmissing-prototypes -Wshadow -Wno-format-truncation -fno-strict-aliasing
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
+LDFLAGS += -fsanitize=address,undefined
+endif
+CPPFLAGS += -D_GNU_SOURCE -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+
+LIB_SRC    := $(wildcard lib/*.c)
+UBLK_SRC   := $(wildcard ublk/*.c)
+PROTO_SRC  := $(wildcard proto/*.c)
+DAEMON_SRC := $(filter-out daemon/mirrord.c,$(wildcard daemon/*.c))
+CORE_OBJ   := $(patsubst %.c,$(B)/%.o,$(LIB_SRC) $(UBLK_SRC) $(PROTO_SRC) $(DAEMON_SRC))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+Q := @
+ifeq ($(V),1)
+Q :=
+endif
+
+.PHONY: all check check-unit check-integration check-vm demo bench install deps lint clean
+all: $(B)/mirrord $(B)/mirrorctl
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(WFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/core.a: $(CORE_OBJ)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/mirrord: $(B)/daemon/mirrord.o $(B)/core.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/mirrorctl: $(B)/tools/mirrorctl.o $(B)/core.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/tests/unit/%.o $(B)/core.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+units: $(UNIT_BIN)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+# Every test runs against the sanitizer build.
+check: deps
+	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=1 all units
+	$(Q)tests/run --bin build/asan $(TESTS)
+
+check-unit: deps
+	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=1 all units
+	$(Q)tests/run --bin build/asan unit
+
+check-integration: deps
+	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=1 all units
+	$(Q)tests/run --bin build/asan integration
+
+demo: deps all
+	$(Q)./demo.sh $(B)
+
+bench: deps all
+	$(Q)bench/run --bin $(B)
+
+lint:
+	$(Q)mandoc -Tlint -W warning man/*.[0-9]
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 0755 $(B)/mirrord $(B)/mirrorctl $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	-install -m 0644 man/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/ 2>/dev/null
+	install -d $(DESTDIR)/usr/lib/ocf/resource.d/blkmirror
+	-install -m 0755 tools/ocf/blkmirror $(DESTDIR)/usr/lib/ocf/resource.d/blkmirror/blkmirror 2>/dev/null
+
+# Installs the Debian packages the project needs, only when one is missing.
+deps:
+	$(Q)missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "  DEPS   $$missing"; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+clean:
+	rm -rf build

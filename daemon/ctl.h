@@ -1,0 +1,29 @@
+/* ctl: the control socket.  A unix stream socket (mode 0600) speaking one
+ * JSON object per line: a request {"cmd": "...", ...} gets one response
+ * {"ok": true, ...} or {"ok": false, "code": N, "error": "..."}.  After
+ * {"cmd": "events"} the connection receives one JSON line per state change
+ * until it closes.  Runs on the control thread's event loop. */
+#ifndef BLKMIRROR_CTL_H
+#define BLKMIRROR_CTL_H
+
+#include <json-c/json.h>
+
+#include "lib/ev.h"
+
+struct ctl;
+
+/* Handles one request; returns a new response object (ownership passes to
+ * ctl).  *subscribe = 1 turns the connection into an event stream. */
+typedef json_object *(*ctl_handler_t)(void *arg, json_object *req, int *subscribe);
+
+/* Creates the socket at path (its directory too), refusing when another
+ * daemon answers there.  Returns 0 or -errno with err set. */
+int ctl_open(struct ctl **out, const char *path, struct ev_loop *loop, ctl_handler_t fn,
+	     void *arg, char *err, size_t errlen);
+/* Sends one line to every event subscriber (control thread only). */
+void ctl_broadcast(struct ctl *c, json_object *event);
+/* Closes every connection, removes the socket file, frees c.  Only once
+ * the loop has stopped running (its pending operations reference c). */
+void ctl_close(struct ctl *c); /* NULL is a no-op */
+
+#endif

@@ -1,0 +1,660 @@
+#include "daemon/dirty.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "daemon/bitmap.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define DM_MAGIC 0x646d6170u           /* "dmap" */
+#define DM_NONE UINT32_MAX
+#define DM_PAGE 4096u
+#define DM_EVICT_MAX 64                /* extents evicted per round */
+#define DM_IO_PAGES 512                /* staging for one metadata write */
+
+enum dm_ext_state {
+	EXT_COLD,      /* not in the activity map */
+	EXT_PENDING,   /* marked, durable once batch <= durable_batch */
+	EXT_EVICTING,  /* its bitmap pages are being written; a write makes it HOT again */
+};
+
+struct dm_ext {
+	uint64_t batch;    /* batch that makes the mark durable */
+	uint32_t inflight; /* writes in flight in this extent */
+	uint32_t prev, next; /* LRU of marked extents, oldest first */
+	uint8_t state;
+};
+
+/* One lock protects everything below it; the metadata thread drops it
+ * around I/O, working on snapshots of the pages it writes. */
+struct dm {
+	uint32_t magic;
+	int md_fd;
+	pthread_mutex_t sb_lock;  /* protects sb and superblock writes */
+	struct meta_sb sb;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct bm *bitmap;        /* granules out of sync */
+	struct bm *actmap;        /* extents marked (image of the on-disk map) */
+	uint64_t data_size;
+	uint64_t bitmap_off, actmap_off; /* fixed: copies of the sb fields */
+	uint32_t gran_shift;
+	uint32_t ext_shift;
+	uint32_t n_ext;
+	struct dm_ext *ext;
+	uint32_t lru_head, lru_tail;
+	uint32_t marked;          /* extents in the LRU */
+	uint32_t al_extents;
+	uint64_t open_batch;      /* batch new marks join */
+	uint64_t durable_batch;   /* every batch <= this is on disk */
+	uint32_t pending;         /* marks waiting in open_batch */
+	int md_error;             /* sticky: metadata can no longer be written */
+	struct req_wait *waiters;
+	uint64_t md_writes;
+	int stopping;
+	int thread_started;
+	pthread_t thread;
+
+	void *iobuf;              /* DM_IO_PAGES pages, touched by the thread only */
+	uint32_t iopages[DM_IO_PAGES];
+};
+
+static void
+dm_check(const struct dm *dm)
+{
+	VERIFY(dm && dm->magic == DM_MAGIC);
+}
+
+uint32_t
+dm_granularity(const struct dm *dm)
+{
+	return 1u << dm->gran_shift;
+}
+
+static uint32_t
+dm_log2(uint64_t v)
+{
+	return (uint32_t)__builtin_ctzll(v);
+}
+
+/* LRU list of marked extents. */
+static void
+dm_lru_del(struct dm *dm, uint32_t e)
+{
+	struct dm_ext *x = &dm->ext[e];
+
+	if (x->prev != DM_NONE)
+		dm->ext[x->prev].next = x->next;
+	else
+		dm->lru_head = x->next;
+	if (x->next != DM_NONE)
+		dm->ext[x->next].prev = x->prev;
+	else
+		dm->lru_tail = x->prev;
+	x->prev = x->next = DM_NONE;
+}
+
+static void
+dm_lru_add_tail(struct dm *dm, uint32_t e)
+{
+	struct dm_ext *x = &dm->ext[e];
+
+	x->next = DM_NONE;
+	x->prev = dm->lru_tail;
+	if (dm->lru_tail != DM_NONE)
+		dm->ext[dm->lru_tail].next = e;
+	else
+		dm->lru_head = e;
+	dm->lru_tail = e;
+}
+
+/* Writes `n` staged pages (iobuf) to base + page*4096, one write per run of
+ * consecutive pages, each durable (RWF_DSYNC) so that only this range is
+ * flushed, not the data pages of a shared file. */
+static int
+dm_write_pages(struct dm *dm, uint64_t base, uint32_t n)
+{
+	uint32_t i = 0;
+
+	while (i < n) {
+		uint32_t j = i + 1;
+		struct iovec iov;
+		ssize_t w;
+
+		while (j < n && dm->iopages[j] == dm->iopages[j - 1] + 1)
+			j++;
+		iov.iov_base = (char *)dm->iobuf + (size_t)i * DM_PAGE;
+		iov.iov_len = (size_t)(j - i) * DM_PAGE;
+		do {
+			w = pwritev2(dm->md_fd, &iov, 1,
+				     (off_t)(base + (uint64_t)dm->iopages[i] * DM_PAGE), RWF_DSYNC);
+		} while (w < 0 && errno == EINTR);
+		if (w < 0)
+			return -errno;
+		if ((size_t)w != iov.iov_len)
+			return -EIO;
+		i = j;
+	}
+	return 0;
+}
+
+/* Under lock: copy dirty pages of b in [first, last] into iobuf from slot
+ * n0 on (until it is full) and mark them clean; returns how many.  A later change re-dirties a page, so
+ * nothing set after the snapshot can be lost. */
+static uint32_t
+dm_snapshot(struct dm *dm, struct bm *b, uint32_t n0, size_t first, size_t last)
+{
+	uint32_t n = n0;
+	size_t p;
+
+	for (p = bm_next_dirty_page(b, first); p <= last && p < bm_npages(b) && n < DM_IO_PAGES;
+	     p = bm_next_dirty_page(b, p + 1)) {
+		memcpy((char *)dm->iobuf + (size_t)n * DM_PAGE,
+		       (char *)bm_data(b) + p * DM_PAGE, DM_PAGE);
+		bm_page_clean(b, p);
+		dm->iopages[n++] = (uint32_t)p;
+	}
+	return n - n0;
+}
+
+static void
+dm_wake(struct dm *dm)
+{
+	struct req_wait **pp = &dm->waiters, *w;
+
+	while ((w = *pp)) {
+		if (dm->md_error || w->key <= dm->durable_batch) {
+			*pp = w->next;
+			w->res = dm->md_error;
+			ev_post(w->loop, &w->msg);
+		} else {
+			pp = &w->next;
+		}
+	}
+}
+
+/* Writes the open batch of activity marks: the thread's main job. */
+static void
+dm_commit_batch(struct dm *dm)
+{
+	uint64_t b = dm->open_batch++;
+	uint32_t n;
+	int rc;
+
+	dm->pending = 0;
+	n = dm_snapshot(dm, dm->actmap, 0, 0, SIZE_MAX);
+	pthread_mutex_unlock(&dm->lock);
+	rc = dm_write_pages(dm, dm->actmap_off, n);
+	pthread_mutex_lock(&dm->lock);
+	if (rc < 0 && !dm->md_error) {
+		LOG_ERROR("metadata: writing the activity map failed: %s", strerror(-rc));
+		dm->md_error = rc;
+	}
+	dm->md_writes++;
+	dm->durable_batch = b;
+	dm_wake(dm);
+}
+
+/* Takes idle extents out of the activity map once there are more than
+ * al-extents of them; their bitmap pages go to disk first. */
+static void
+dm_evict(struct dm *dm)
+{
+	uint32_t victims[DM_EVICT_MAX], nv = 0, n = 0, e;
+	uint64_t bits_per_ext = 1ull << (dm->ext_shift - dm->gran_shift);
+	int rc;
+
+	for (e = dm->lru_head; e != DM_NONE && dm->marked - nv > dm->al_extents &&
+	     nv < DM_EVICT_MAX; e = dm->ext[e].next) {
+		struct dm_ext *x = &dm->ext[e];
+		if (x->inflight || x->state != EXT_PENDING || x->batch > dm->durable_batch)
+			continue;
+		x->state = EXT_EVICTING;
+		victims[nv++] = e;
+	}
+	if (!nv)
+		return;
+	for (uint32_t i = 0; i < nv; i++) {
+		uint64_t first = (uint64_t)victims[i] * bits_per_ext;
+		uint64_t last = MIN(first + bits_per_ext, bm_nbits(dm->bitmap)) - 1;
+
+		n += dm_snapshot(dm, dm->bitmap, n, first / (8 * DM_PAGE), last / (8 * DM_PAGE));
+	}
+	pthread_mutex_unlock(&dm->lock);
+	rc = dm_write_pages(dm, dm->bitmap_off, n);
+	pthread_mutex_lock(&dm->lock);
+	if (rc < 0) {
+		if (!dm->md_error)
+			LOG_ERROR("metadata: writing the bitmap failed: %s", strerror(-rc));
+		dm->md_error = rc;
+		dm_wake(dm);
+	}
+	for (uint32_t i = 0; i < nv; i++) {
+		struct dm_ext *x = &dm->ext[victims[i]];
+		if (x->state != EXT_EVICTING)
+			continue;	/* written again meanwhile: stays marked */
+		if (rc < 0) {	/* keep it marked: its bits may not be on disk */
+			x->state = EXT_PENDING;
+			continue;
+		}
+		x->state = EXT_COLD;
+		dm_lru_del(dm, victims[i]);
+		dm->marked--;
+		/* The cleared bit reaches disk with the next batch; until then
+		 * the extent is merely resynced needlessly after a crash. */
+		bm_clear_range(dm->actmap, victims[i], 1);
+	}
+}
+
+static void *
+dm_thread(void *arg)
+{
+	struct dm *dm = arg;
+
+	pthread_mutex_lock(&dm->lock);
+	for (;;) {
+		if (dm->pending) {
+			dm_commit_batch(dm);
+			continue;
+		}
+		if (dm->stopping)
+			break;
+		if (dm->marked > dm->al_extents && !dm->md_error) {
+			uint32_t before = dm->marked;
+			dm_evict(dm);
+			if (dm->marked < before || dm->pending)
+				continue;
+		}
+		pthread_cond_wait(&dm->cond, &dm->lock);
+	}
+	pthread_mutex_unlock(&dm->lock);
+	return NULL;
+}
+
+static int
+dm_load(struct dm *dm, struct bm *b, uint64_t off, char *why, size_t whylen, const char *what)
+{
+	int rc = util_pread_full(dm->md_fd, bm_data(b), bm_bytes(b), off);
+
+	if (rc < 0) {
+		snprintf(why, whylen, "cannot read the %s at offset %llu: %s", what,
+			 (unsigned long long)off, strerror(-rc));
+		return rc;
+	}
+	bm_loaded(b);
+	return 0;
+}
+
+/* Writes every dirty page of b, DM_IO_PAGES at a time.  Caller holds the
+ * lock and is the only one doing metadata I/O (start-up, stop, or thread). */
+static int
+dm_flush_all(struct dm *dm, struct bm *b, uint64_t base)
+{
+	uint32_t n;
+	int rc;
+
+	while ((n = dm_snapshot(dm, b, 0, 0, SIZE_MAX)) > 0) {
+		rc = dm_write_pages(dm, base, n);
+		if (rc < 0) {
+			bm_mark_all_dirty(b);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int
+dm_open(struct dm **out, int md_fd, const struct meta_sb *sb, uint32_t al_extents, char *why,
+	size_t whylen)
+{
+	struct dm *dm;
+	uint64_t nbits, next, folded = 0;
+	int rc;
+
+	dm = calloc(1, sizeof(*dm));
+	if (!dm)
+		return -ENOMEM;
+	dm->magic = DM_MAGIC;
+	dm->md_fd = md_fd;
+	dm->sb = *sb;
+	dm->data_size = sb->data_size;
+	dm->bitmap_off = sb->bitmap_offset;
+	dm->actmap_off = sb->actmap_offset;
+	dm->gran_shift = dm_log2(sb->granularity);
+	dm->ext_shift = sb->al_extent_shift;
+	dm->al_extents = al_extents;
+	dm->lru_head = dm->lru_tail = DM_NONE;
+	dm->open_batch = 1;
+	pthread_mutex_init(&dm->lock, NULL);
+	pthread_mutex_init(&dm->sb_lock, NULL);
+	pthread_cond_init(&dm->cond, NULL);
+	nbits = (sb->data_size + sb->granularity - 1) >> dm->gran_shift;
+	dm->n_ext = (uint32_t)((sb->data_size + (1ull << dm->ext_shift) - 1) >> dm->ext_shift);
+	rc = bm_new(&dm->bitmap, nbits);
+	if (!rc)
+		rc = bm_new(&dm->actmap, dm->n_ext);
+	if (!rc && !(dm->ext = calloc(dm->n_ext, sizeof(*dm->ext))))
+		rc = -ENOMEM;
+	if (!rc && posix_memalign(&dm->iobuf, DM_PAGE, (size_t)DM_IO_PAGES * DM_PAGE))
+		rc = -ENOMEM;
+	if (rc) {
+		snprintf(why, whylen, "out of memory for the bitmap");
+		goto fail;
+	}
+	for (uint32_t e = 0; e < dm->n_ext; e++)
+		dm->ext[e].prev = dm->ext[e].next = DM_NONE;
+	if (bm_bytes(dm->bitmap) > sb->bitmap_bytes || bm_bytes(dm->actmap) > sb->actmap_bytes) {
+		snprintf(why, whylen, "metadata areas are smaller than the data size needs");
+		rc = -EINVAL;
+		goto fail;
+	}
+	rc = dm_load(dm, dm->bitmap, sb->bitmap_offset, why, whylen, "bitmap");
+	if (!rc)
+		rc = dm_load(dm, dm->actmap, sb->actmap_offset, why, whylen, "activity map");
+	if (rc)
+		goto fail;
+	/* Extents that were active when the node stopped: every block in them
+	 * may differ from the peer.  Fold them in, durably, before clearing. */
+	for (next = bm_next_set(dm->actmap, 0); next < dm->n_ext;
+	     next = bm_next_set(dm->actmap, next + 1)) {
+		uint64_t per = 1ull << (dm->ext_shift - dm->gran_shift);
+		bm_set_range(dm->bitmap, next * per, per);
+		folded++;
+	}
+	if (folded) {
+		LOG_WARN("metadata: %llu activity extents were open (unclean stop): "
+			 "marking them out of sync", (unsigned long long)folded);
+		rc = dm_flush_all(dm, dm->bitmap, sb->bitmap_offset);
+		if (!rc) {
+			bm_clear_range(dm->actmap, 0, dm->n_ext);
+			rc = dm_flush_all(dm, dm->actmap, sb->actmap_offset);
+		}
+		if (rc) {
+			snprintf(why, whylen, "cannot write the metadata: %s", strerror(-rc));
+			goto fail;
+		}
+	}
+	*out = dm;
+	return 0;
+fail:
+	dm_free(dm);
+	return rc;
+}
+
+int
+dm_start(struct dm *dm)
+{
+	int rc;
+
+	dm_check(dm);
+	rc = pthread_create(&dm->thread, NULL, dm_thread, dm);
+	if (rc)
+		return -rc;
+	dm->thread_started = 1;
+	return 0;
+}
+
+int
+dm_stop(struct dm *dm)
+{
+	int rc;
+
+	dm_check(dm);
+	if (dm->thread_started) {
+		pthread_mutex_lock(&dm->lock);
+		dm->stopping = 1;
+		pthread_cond_signal(&dm->cond);
+		pthread_mutex_unlock(&dm->lock);
+		pthread_join(dm->thread, NULL);
+		dm->thread_started = 0;
+	}
+	pthread_mutex_lock(&dm->lock);
+	/* Bitmap first: only once it is durable may the marks go. */
+	rc = dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
+	if (!rc) {
+		bm_clear_range(dm->actmap, 0, dm->n_ext);
+		bm_mark_all_dirty(dm->actmap);
+		rc = dm_flush_all(dm, dm->actmap, dm->actmap_off);
+	}
+	pthread_mutex_unlock(&dm->lock);
+	if (rc)
+		LOG_ERROR("metadata: final bitmap write failed: %s", strerror(-rc));
+	return rc;
+}
+
+void
+dm_free(struct dm *dm)
+{
+	if (!dm)
+		return;
+	dm_check(dm);
+	if (dm->thread_started) {
+		pthread_mutex_lock(&dm->lock);
+		dm->stopping = 1;
+		pthread_cond_signal(&dm->cond);
+		pthread_mutex_unlock(&dm->lock);
+		pthread_join(dm->thread, NULL);
+	}
+	bm_free(dm->bitmap);
+	bm_free(dm->actmap);
+	free(dm->ext);
+	free(dm->iobuf);
+	pthread_mutex_destroy(&dm->lock);
+	pthread_mutex_destroy(&dm->sb_lock);
+	pthread_cond_destroy(&dm->cond);
+	dm->magic = 0;
+	free(dm);
+}
+
+/* Granule range covering [off, off+len), rounded out. */
+static void
+dm_bits(const struct dm *dm, uint64_t off, uint64_t len, uint64_t *first, uint64_t *n)
+{
+	uint64_t end = MIN(off + len, dm->data_size);
+
+	*first = off >> dm->gran_shift;
+	*n = end > off ? ((end - 1) >> dm->gran_shift) - *first + 1 : 0;
+}
+
+int
+dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, struct req_wait *w)
+{
+	uint64_t first, n, need = 0;
+	uint32_t e0, e1;
+	int wait = 0;
+
+	dm_check(dm);
+	if (len == 0)
+		return 0;
+	dm_bits(dm, off, len, &first, &n);
+	e0 = (uint32_t)(off >> dm->ext_shift);
+	e1 = (uint32_t)((MIN(off + len, dm->data_size) - 1) >> dm->ext_shift);
+	pthread_mutex_lock(&dm->lock);
+	if (dm->md_error) {
+		int rc = dm->md_error;
+		pthread_mutex_unlock(&dm->lock);
+		return rc;
+	}
+	bm_set_range(dm->bitmap, first, n);
+	for (uint32_t e = e0; e <= e1; e++) {
+		struct dm_ext *x = &dm->ext[e];
+
+		x->inflight++;
+		switch (x->state) {
+		case EXT_COLD:
+			x->state = EXT_PENDING;
+			x->batch = dm->open_batch;
+			bm_set_range(dm->actmap, e, 1);
+			dm->marked++;
+			if (dm->pending++ == 0)
+				pthread_cond_signal(&dm->cond);
+			dm_lru_add_tail(dm, e);
+			break;
+		case EXT_EVICTING:
+			/* Its bit is still on disk: cancel the eviction. */
+			x->state = EXT_PENDING;
+			/* fall through */
+		case EXT_PENDING:
+			dm_lru_del(dm, e);
+			dm_lru_add_tail(dm, e);
+			break;
+		}
+		if (x->batch > dm->durable_batch) {
+			wait = 1;
+			need = MAX(need, x->batch);
+		}
+	}
+	if (wait) {
+		w->key = need;
+		w->res = 0;
+		w->next = dm->waiters;
+		dm->waiters = w;
+	}
+	pthread_mutex_unlock(&dm->lock);
+	return wait;
+}
+
+void
+dm_write_end(struct dm *dm, uint64_t off, uint64_t len)
+{
+	uint32_t e0, e1;
+	int kick = 0;
+
+	if (len == 0)
+		return;
+	e0 = (uint32_t)(off >> dm->ext_shift);
+	e1 = (uint32_t)((MIN(off + len, dm->data_size) - 1) >> dm->ext_shift);
+	pthread_mutex_lock(&dm->lock);
+	for (uint32_t e = e0; e <= e1; e++) {
+		VERIFY(dm->ext[e].inflight > 0);
+		if (--dm->ext[e].inflight == 0 && dm->marked > dm->al_extents)
+			kick = 1;
+	}
+	if (kick)
+		pthread_cond_signal(&dm->cond);
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
+dm_mark_oos(struct dm *dm, uint64_t off, uint64_t len)
+{
+	uint64_t first, n;
+
+	dm_check(dm);
+	dm_bits(dm, off, len, &first, &n);
+	pthread_mutex_lock(&dm->lock);
+	bm_set_range(dm->bitmap, first, n);
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
+dm_clear_oos(struct dm *dm, uint64_t off, uint64_t len)
+{
+	uint64_t end = MIN(off + len, dm->data_size);
+	uint64_t g = 1ull << dm->gran_shift;
+	uint64_t first = (off + g - 1) >> dm->gran_shift;
+	uint64_t last_excl = (end == dm->data_size) ? (end + g - 1) >> dm->gran_shift
+						    : end >> dm->gran_shift;
+
+	dm_check(dm);
+	if (last_excl <= first)
+		return;
+	pthread_mutex_lock(&dm->lock);
+	bm_clear_range(dm->bitmap, first, last_excl - first);
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
+dm_mark_all(struct dm *dm)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	bm_set_range(dm->bitmap, 0, bm_nbits(dm->bitmap));
+	pthread_mutex_unlock(&dm->lock);
+}
+
+int
+dm_next_oos(struct dm *dm, uint64_t off, uint64_t maxlen, uint64_t *roff, uint64_t *rlen)
+{
+	uint64_t bit, end, nbits;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	nbits = bm_nbits(dm->bitmap);
+	bit = bm_next_set(dm->bitmap, off >> dm->gran_shift);
+	if (bit >= nbits) {
+		pthread_mutex_unlock(&dm->lock);
+		return -ENOENT;
+	}
+	end = bm_next_clear(dm->bitmap, bit);
+	pthread_mutex_unlock(&dm->lock);
+	*roff = bit << dm->gran_shift;
+	*rlen = MIN((end - bit) << dm->gran_shift, maxlen);
+	*rlen = MIN(*rlen, dm->data_size - *roff);
+	return 0;
+}
+
+int
+dm_flush_bitmap(struct dm *dm)
+{
+	int rc;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	/* iobuf belongs to the thread; borrow it only while it is idle-safe:
+	 * the thread drops the lock around I/O, so serialise with stopping. */
+	VERIFY(!dm->thread_started);
+	rc = dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
+	pthread_mutex_unlock(&dm->lock);
+	return rc;
+}
+
+void
+dm_get_stats(struct dm *dm, struct dm_stats *st)
+{
+	uint64_t nbits, bytes;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	nbits = bm_nbits(dm->bitmap);
+	bytes = bm_count(dm->bitmap) << dm->gran_shift;
+	/* The last granule may stick out past the end of the data. */
+	if (nbits && bm_test(dm->bitmap, nbits - 1))
+		bytes -= (nbits << dm->gran_shift) - dm->data_size;
+	st->oos_bytes = bytes;
+	st->hot_extents = dm->marked;
+	st->md_writes = dm->md_writes;
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
+dm_sb_get(struct dm *dm, struct meta_sb *sb)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->sb_lock);
+	*sb = dm->sb;
+	pthread_mutex_unlock(&dm->sb_lock);
+}
+
+int
+dm_sb_write(struct dm *dm, const struct meta_sb *sb)
+{
+	int rc;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->sb_lock);
+	rc = meta_write_sb(dm->md_fd, sb);
+	if (!rc)
+		dm->sb = *sb;
+	pthread_mutex_unlock(&dm->sb_lock);
+	if (rc)
+		LOG_ERROR("metadata: writing the superblock failed: %s", strerror(-rc));
+	return rc;
+}

@@ -1,0 +1,72 @@
+/* dm: the dirty map.  Two levels, in the manner of DRBD's activity log and
+ * hastd's activemap:
+ *  - the bitmap: one bit per granule (default 4 KiB), "may differ from the
+ *    peer".  Kept in memory, written to disk lazily.
+ *  - the activity map: one bit per extent (default 4 MiB), "writes may be
+ *    in flight or recently done here".  A write may start only once its
+ *    extents' bits are durable; hot extents stay marked (up to al-extents
+ *    of them) so most writes cost no metadata I/O.  Marks needed by many
+ *    writes at once are written in one batch (one pwrite per page + one
+ *    fdatasync).  An extent leaves the map only after its bitmap pages are
+ *    durable, so after a crash bitmap | activity-extents covers every
+ *    write that may have reached the disk.
+ * A metadata thread does the metadata I/O; waiting writes are woken on
+ * their own queue thread through ev_post. */
+#ifndef BLKMIRROR_DIRTY_H
+#define BLKMIRROR_DIRTY_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "daemon/meta.h"
+#include "lib/req.h"
+
+struct dm;
+
+struct dm_stats {
+	uint64_t oos_bytes;         /* bitmap bits set * granularity (clipped to size) */
+	uint32_t hot_extents;
+	uint64_t md_writes;         /* metadata batches written */
+};
+
+/* Loads the bitmap and activity map of the metadata described by sb from
+ * md_fd (which stays owned by the caller and open until dm_free), folds the
+ * activity extents of an unclean stop into the bitmap and persists that.
+ * Returns 0 or -errno with why set. */
+int dm_open(struct dm **out, int md_fd, const struct meta_sb *sb, uint32_t al_extents,
+	    char *why, size_t whylen);
+/* Starts the metadata thread. */
+int dm_start(struct dm *dm);
+/* Stops the thread, writes every dirty bitmap page, empties the activity
+ * map on disk.  Call only with no write in flight.  0 or -errno. */
+int dm_stop(struct dm *dm);
+void dm_free(struct dm *dm); /* NULL is a no-op */
+
+/* Before a write (or trim/zero) of [off, off+len): marks the bitmap and
+ * the extents in flight.  Returns 0 when the extents are durably marked
+ * (start the write now), 1 when the caller must wait: w->msg.fn then runs
+ * on w->loop, with w->res 0 or -errno if the metadata write failed; or -errno
+ * when the metadata cannot be written (the disk failed). */
+int dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, struct req_wait *w);
+/* After that write finished (successfully or not). */
+void dm_write_end(struct dm *dm, uint64_t off, uint64_t len);
+/* Resync and verify: mark / clear bitmap bits for a range (rounded out for
+ * mark, in for clear). */
+void dm_mark_oos(struct dm *dm, uint64_t off, uint64_t len);
+void dm_clear_oos(struct dm *dm, uint64_t off, uint64_t len);
+/* Marks the whole data area out of sync (full sync). */
+void dm_mark_all(struct dm *dm);
+/* Next out-of-sync range at or after off: returns 0 with *roff, *rlen set,
+ * or -ENOENT. */
+int dm_next_oos(struct dm *dm, uint64_t off, uint64_t maxlen, uint64_t *roff, uint64_t *rlen);
+/* Writes dirty bitmap pages now (synchronously).  0 or -errno. */
+int dm_flush_bitmap(struct dm *dm);
+void dm_get_stats(struct dm *dm, struct dm_stats *st);
+uint32_t dm_granularity(const struct dm *dm);
+
+/* The superblock kept by the dirty map (it owns the metadata device).
+ * Any thread.  dm_sb_write writes it durably. */
+void dm_sb_get(struct dm *dm, struct meta_sb *sb);
+int dm_sb_write(struct dm *dm, const struct meta_sb *sb);
+
+#endif

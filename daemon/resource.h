@@ -1,0 +1,61 @@
+/* res: one resource (one mirrored device) as mirrord runs it: the pieces
+ * from every module, wired together.  Private to daemon/. */
+#ifndef BLKMIRROR_RESOURCE_H
+#define BLKMIRROR_RESOURCE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "daemon/conf.h"
+#include "daemon/ctl.h"
+#include "daemon/dirty.h"
+#include "daemon/disk.h"
+#include "daemon/meta.h"
+#include "daemon/rsm.h"
+#include "daemon/wpath.h"
+#include "lib/ev.h"
+
+#define RES_MAX_QUEUES 16
+
+struct nbds_conn;
+
+/* One data-plane thread: its ring carries the front end's socket I/O and
+ * the disk I/O of its requests. */
+struct res_queue {
+	struct res *res;
+	unsigned index;
+	pthread_t thread;
+	struct ev_loop *loop;
+	struct wp_queue *wp;
+	int ready;                /* set once loop and wp exist (res->lock) */
+	int stopping;             /* queue thread only */
+	unsigned nconns;          /* queue thread only */
+	struct res_conn *conns;   /* queue thread only */
+	struct ev_msg stop_msg;
+};
+
+struct res {
+	struct conf conf;
+	struct disk *disk;
+	int md_fd;
+	struct dm *dm;
+	uint64_t size;            /* data bytes exposed */
+	char device[512];         /* what status shows as "device" */
+
+	pthread_mutex_t lock;     /* protects state and the fields below */
+	pthread_cond_t cond;
+	struct rsm_state state;
+	_Atomic int writable;     /* role primary and disk usable: writes allowed */
+	_Atomic int writers;      /* front-end openers with write access */
+
+	struct ev_loop *ctl_loop; /* control thread */
+	struct ctl *ctl;
+	unsigned nqueues;
+	struct res_queue queues[RES_MAX_QUEUES];
+	_Atomic unsigned next_queue;
+	int export_fd;            /* listening NBD export socket, or -1 */
+	struct ev_op export_op;
+	_Atomic int shutting_down;
+};
+
+#endif

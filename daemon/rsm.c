@@ -1,0 +1,165 @@
+#include "daemon/rsm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/resource.h"
+#include "lib/log.h"
+
+static const char *const role_names[] = { "secondary", "primary" };
+static const char *const disk_names[] = { "uptodate", "inconsistent", "outdated", "diskless",
+					   "failed" };
+static const char *const conn_names[] = { "standalone", "connecting", "connected",
+					   "splitbrain" };
+static const char *const repl_names[] = { "off", "established", "syncsource", "synctarget",
+					   "verifying", "ahead", "behind" };
+
+const char *
+rsm_role_name(enum rsm_role r)
+{
+	return role_names[r];
+}
+
+const char *
+rsm_disk_name(enum rsm_disk d)
+{
+	return disk_names[d];
+}
+
+const char *
+rsm_conn_name(enum rsm_conn c)
+{
+	return conn_names[c];
+}
+
+const char *
+rsm_repl_name(enum rsm_repl r)
+{
+	return repl_names[r];
+}
+
+void
+rsm_get(struct res *r, struct rsm_state *out)
+{
+	pthread_mutex_lock(&r->lock);
+	*out = r->state;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static json_object *
+rsm_event(struct res *r, const struct rsm_state *s, const char *why)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "event", json_object_new_string("state"));
+	json_object_object_add(o, "resource", json_object_new_string(r->conf.name));
+	json_object_object_add(o, "role", json_object_new_string(role_names[s->role]));
+	json_object_object_add(o, "disk", json_object_new_string(disk_names[s->disk]));
+	json_object_object_add(o, "connection", json_object_new_string(conn_names[s->conn]));
+	json_object_object_add(o, "replication", json_object_new_string(repl_names[s->repl]));
+	json_object_object_add(o, "reason", json_object_new_string(why));
+	return o;
+}
+
+void
+rsm_set(struct res *r, const struct rsm_state *next, const char *why)
+{
+	struct rsm_state prev;
+	json_object *ev;
+
+	pthread_mutex_lock(&r->lock);
+	prev = r->state;
+	r->state = *next;
+	/* Writes are allowed exactly when primary with a usable disk. */
+	atomic_store(&r->writable, next->role == RSM_PRIMARY && next->disk == RSM_D_UPTODATE);
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	if (prev.role != next->role)
+		LOG_INFO("role %s -> %s (%s)", role_names[prev.role], role_names[next->role], why);
+	if (prev.disk != next->disk)
+		LOG_INFO("disk %s -> %s (%s)", disk_names[prev.disk], disk_names[next->disk], why);
+	if (prev.conn != next->conn)
+		LOG_INFO("connection %s -> %s (%s)", conn_names[prev.conn], conn_names[next->conn], why);
+	if (prev.repl != next->repl)
+		LOG_INFO("replication %s -> %s (%s)", repl_names[prev.repl], repl_names[next->repl], why);
+	ev = rsm_event(r, next, why);
+	ctl_broadcast(r->ctl, ev);
+	json_object_put(ev);
+}
+
+/* Promotion table.  Refused when:
+ *   the disk has failed or is absent               (nothing to serve)
+ *   the peer is connected and primary              (issue: replication)
+ *   the data is not up to date, unless --force     (DRBD's rule)
+ * Promoting starts a new generation: the old current identifier becomes
+ * the bitmap identifier (what the peer last had in common), so a later
+ * connect can tell which side changed. */
+int
+rsm_promote(struct res *r, int force, char *why, size_t len)
+{
+	struct rsm_state s;
+	struct meta_sb sb;
+	int rc;
+
+	rsm_get(r, &s);
+	if (s.role == RSM_PRIMARY)
+		return 0;
+	if (s.disk == RSM_D_FAILED || s.disk == RSM_D_DISKLESS) {
+		snprintf(why, len, "local disk is %s", disk_names[s.disk]);
+		return -EIO;
+	}
+	if (s.disk != RSM_D_UPTODATE && !force) {
+		snprintf(why, len, "local data is %s, not known to be up to date "
+			 "(use promote --force to promote it anyway)", disk_names[s.disk]);
+		return -EPERM;
+	}
+	dm_sb_get(r->dm, &sb);
+	if (sb.gen_bitmap == 0)
+		sb.gen_bitmap = sb.gen_current;
+	memmove(&sb.gen_history[1], &sb.gen_history[0],
+		sizeof(sb.gen_history) - sizeof(sb.gen_history[0]));
+	sb.gen_history[0] = sb.gen_current;
+	sb.gen_current = meta_new_gen();
+	sb.flags |= META_F_PRIMARY | META_F_UPTODATE | META_F_CONSISTENT;
+	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY);
+	/* Durable before the first write is accepted: a crash from here on is
+	 * a crashed primary. */
+	rc = dm_sb_write(r->dm, &sb);
+	if (rc) {
+		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
+		return rc;
+	}
+	s.role = RSM_PRIMARY;
+	s.disk = RSM_D_UPTODATE;
+	rsm_set(r, &s, force ? "promote --force" : "promote");
+	return 0;
+}
+
+int
+rsm_demote(struct res *r, char *why, size_t len)
+{
+	struct rsm_state s;
+	struct meta_sb sb;
+	int writers, rc;
+
+	rsm_get(r, &s);
+	if (s.role == RSM_SECONDARY)
+		return 0;
+	writers = atomic_load(&r->writers);
+	if (writers > 0) {
+		snprintf(why, len, "device is open for writing (%d %s): close it first", writers,
+			 writers == 1 ? "writer" : "writers");
+		return -EBUSY;
+	}
+	s.role = RSM_SECONDARY;
+	rsm_set(r, &s, "demote");
+	dm_sb_get(r->dm, &sb);
+	sb.flags &= ~META_F_PRIMARY;
+	rc = dm_sb_write(r->dm, &sb);
+	if (rc) {
+		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
