@@ -56,6 +56,8 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(B)/core.a
 
 units: $(UNIT_BIN)
 
+.SECONDARY:
+
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 # Every test runs against the sanitizer build.

@@ -112,7 +112,9 @@ meta_shift_ok(uint32_t al_extent_shift)
 static int
 meta_params_ok(uint32_t granularity, uint32_t al_extent_shift)
 {
-	return meta_gran_ok(granularity) && meta_shift_ok(al_extent_shift);
+	/* An activity extent covers whole bitmap granules. */
+	return meta_gran_ok(granularity) && meta_shift_ok(al_extent_shift) &&
+	       (1ull << al_extent_shift) >= granularity;
 }
 
 uint64_t
@@ -268,6 +270,12 @@ meta_sb_check(const struct meta_sb *sb, char *why, size_t whylen)
 	if (!meta_gran_ok(sb->granularity)) {
 		meta_why(why, whylen, "granularity %" PRIu32 " is not a power of two "
 			 "between 4096 and 1 GiB", sb->granularity);
+		return -EINVAL;
+	}
+	if (meta_shift_ok(sb->al_extent_shift) &&
+	    (1ull << sb->al_extent_shift) < sb->granularity) {
+		meta_why(why, whylen, "activity extent (2^%" PRIu32 ") smaller than the "
+			 "granularity %" PRIu32, sb->al_extent_shift, sb->granularity);
 		return -EINVAL;
 	}
 	if (!meta_shift_ok(sb->al_extent_shift)) {

@@ -210,7 +210,8 @@ test_meta_layout_internal_is_maximal(void)
 	for (size_t i = 0; i < sizeof(disks) / sizeof(disks[0]); i++)
 		for (size_t g = 0; g < sizeof(grans) / sizeof(grans[0]); g++)
 			for (size_t s = 0; s < sizeof(shifts) / sizeof(shifts[0]); s++)
-				check_internal_layout(disks[i], grans[g], shifts[s]);
+				if ((1ull << shifts[s]) >= grans[g])
+					check_internal_layout(disks[i], grans[g], shifts[s]);
 	/* Sizes right around a bitmap block boundary (4 KiB granularity:
 	 * one bitmap block per 128 MiB of data). */
 	for (uint64_t disk = 128 * MiB - 64 * KiB; disk <= 128 * MiB + 64 * KiB; disk += 4096)
@@ -267,6 +268,8 @@ test_meta_layout_bad_params(void)
 	CU_ASSERT_EQUAL(meta_layout(&sb, 1 * GiB, 1, 1 * GiB, 4096, 15), -EINVAL);
 	CU_ASSERT_EQUAL(meta_layout(&sb, 1 * GiB, 1, 1 * GiB, 4096, 31), -EINVAL);
 	CU_ASSERT_EQUAL(meta_layout(&sb, 1 * GiB, 0, 1 * GiB, 4096, 64), -EINVAL);
+	/* An activity extent smaller than a granule. */
+	CU_ASSERT_EQUAL(meta_layout(&sb, 1 * GiB, 1, 1 * GiB, 1u << 20, 16), -EINVAL);
 }
 
 static void
