@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "daemon/peer.h"
 #include "daemon/rsm.h"
+#include "lib/util.h"
 #include "lib/log.h"
 
 static json_object *
@@ -17,6 +19,36 @@ cmd_reply(int ok, int code, const char *error)
 		json_object_object_add(o, "code", json_object_new_int(code));
 		json_object_object_add(o, "error", json_object_new_string(error));
 	}
+	return o;
+}
+
+/* Progress of the resync; null while not connected. */
+static json_object *
+cmd_resync(struct res *r, const struct rsm_state *s, uint64_t oos)
+{
+	json_object *o;
+	uint64_t total, elapsed_ms, done, rate = 0, eta = 0;
+	double pct = 100.0;
+
+	if (s->conn != RSM_C_CONNECTED)
+		return NULL;
+	pthread_mutex_lock(&r->lock);
+	total = r->rs_total_bytes;
+	elapsed_ms = util_now_ms() - r->rs_start_ms;
+	pthread_mutex_unlock(&r->lock);
+	if (s->repl == RSM_R_SYNCSOURCE || s->repl == RSM_R_SYNCTARGET) {
+		if (total < oos)
+			total = oos;
+		done = total - oos;
+		pct = total ? 100.0 * (double)done / (double)total : 100.0;
+		if (elapsed_ms)
+			rate = done * 1000 / elapsed_ms;
+		eta = rate ? oos / rate : 0;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "done_percent", json_object_new_double(pct));
+	json_object_object_add(o, "bytes_per_sec", json_object_new_int64((int64_t)rate));
+	json_object_object_add(o, "eta_s", json_object_new_int64((int64_t)eta));
 	return o;
 }
 
@@ -46,8 +78,7 @@ cmd_status(struct res *r)
 			       json_object_new_string(conf_protocol_name(r->conf.protocol)));
 	json_object_object_add(o, "size_bytes", json_object_new_int64((int64_t)r->size));
 	json_object_object_add(o, "out_of_sync_bytes", json_object_new_int64((int64_t)st.oos_bytes));
-	/* No resync without a peer connection. */
-	json_object_object_add(o, "resync", NULL);
+	json_object_object_add(o, "resync", cmd_resync(r, &s, st.oos_bytes));
 	inf = json_object_new_object();
 	json_object_object_add(inf, "requests", json_object_new_int64((int64_t)sum.requests));
 	json_object_object_add(inf, "bytes", json_object_new_int64((int64_t)sum.bytes));
@@ -57,15 +88,64 @@ cmd_status(struct res *r)
 		peer = json_object_new_object();
 		json_object_object_add(peer, "node",
 				       json_object_new_string(r->conf.nodes[r->conf.peer].name));
+		int prole, pdisk;
 		/* Unknown while not connected. */
-		json_object_object_add(peer, "role", NULL);
-		json_object_object_add(peer, "disk", NULL);
+		if (s.conn == RSM_C_CONNECTED && peer_info(r, &prole, &pdisk) == 0) {
+			json_object_object_add(peer, "role", json_object_new_string(
+				rsm_role_name((enum rsm_role)prole)));
+			json_object_object_add(peer, "disk", json_object_new_string(
+				rsm_disk_name((enum rsm_disk)pdisk)));
+		} else {
+			json_object_object_add(peer, "role", NULL);
+			json_object_object_add(peer, "disk", NULL);
+		}
 		json_object_object_add(o, "peer", peer);
 	} else {
 		json_object_object_add(o, "peer", NULL);
 	}
 	json_object_object_add(o, "device", r->device[0] ? json_object_new_string(r->device) : NULL);
 	return o;
+}
+
+/* Replication commands: connect, disconnect, discard-my-data, invalidate. */
+static int
+cmd_peer(struct res *r, const char *cmd, char *why, size_t len)
+{
+	struct rsm_state s;
+	struct meta_sb sb;
+	int rc;
+
+	if (strcmp(cmd, "connect") == 0)
+		return peer_connect(r, 0, why, len);
+	if (strcmp(cmd, "disconnect") == 0)
+		return peer_disconnect(r, why, len);
+	rsm_get(r, &s);
+	if (s.role == RSM_PRIMARY) {
+		snprintf(why, len, "this node is primary: demote it first");
+		return -EBUSY;
+	}
+	if (!r->peer) {
+		snprintf(why, len, "no peer: configure a second [node] and a secret-file");
+		return -ENOTCONN;
+	}
+	if (strcmp(cmd, "discard-my-data") == 0) {
+		/* Takes effect at the next connect. */
+		return peer_connect(r, 1, why, len) ?: peer_disconnect(r, why, len);
+	}
+	/* invalidate: every block comes again from the peer. */
+	dm_mark_all(r->dm);
+	dm_sb_get(r->dm, &sb);
+	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
+	rc = dm_sb_write(r->dm, &sb);
+	if (rc) {
+		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
+		return rc;
+	}
+	s.disk = RSM_D_INCONSISTENT;
+	rsm_set(r, &s, "invalidate");
+	if ((rc = peer_connect(r, 1, why, len)))
+		return rc;
+	return peer_reconnect(r);
 }
 
 static int
@@ -111,13 +191,17 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		return cmd_reply(1, 0, NULL);
 	}
 	if (strcmp(cmd, "connect") == 0 || strcmp(cmd, "disconnect") == 0 ||
-	    strcmp(cmd, "invalidate") == 0 || strcmp(cmd, "verify") == 0 ||
-	    strcmp(cmd, "discard-my-data") == 0 || strcmp(cmd, "wait-sync") == 0 ||
-	    strcmp(cmd, "wait-connect") == 0) {
-		snprintf(why, sizeof(why), "%s: this mirrord has no replication link yet "
-			 "(standalone node)", cmd);
-		return cmd_reply(0, 1, why);
+	    strcmp(cmd, "discard-my-data") == 0 || strcmp(cmd, "invalidate") == 0) {
+		why[0] = '\0';
+		rc = cmd_peer(r, cmd, why, sizeof(why));
+		if (rc) {
+			LOG_WARN("%s refused: %s", cmd, why);
+			return cmd_reply(0, 1, why);
+		}
+		return cmd_reply(1, 0, NULL);
 	}
+	if (strcmp(cmd, "verify") == 0)
+		return cmd_reply(0, 1, "online verify is not available in this version");
 	snprintf(why, sizeof(why), "unknown command '%.64s'", cmd);
 	return cmd_reply(0, 2, why);
 }

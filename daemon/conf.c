@@ -20,7 +20,7 @@
 /* Longest line accepted.  inih's line buffer is a stack array of
  * ini_max_line bytes, which must hold the line plus "\r\n\0". */
 #define CONF_LINE_MAX (CONF_PATH_MAX + 256)
-#define CONF_RESOURCE_NKEYS 21
+#define CONF_RESOURCE_NKEYS 22
 #define CONF_UNIX_PREFIX "unix:"
 #define CONF_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
@@ -76,6 +76,8 @@ static const char *const conf_direct_words[] = {
 	[CONF_DIRECT_NO] = "no",
 };
 static const char *const conf_congestion_words[] = { "block", "pull-ahead" };
+static const char *const conf_sb_words[] = { "disconnect", "discard-zero-changes",
+					     "discard-least-changes" };
 
 /* ---- messages ---- */
 
@@ -325,6 +327,18 @@ set_on_congestion(struct conf_ctx *x, const struct conf_key *k, const char *v)
 }
 
 static int
+set_after_sb_0pri(struct conf_ctx *x, const struct conf_key *k, const char *v)
+{
+	int i = conf_word(v, conf_sb_words, ARRAY_SIZE(conf_sb_words));
+
+	if (i < 0)
+		return conf_fail_key(x, "bad value '%s': expected disconnect, "
+				     "discard-zero-changes or discard-least-changes", v);
+	x->c->after_sb_0pri = i;
+	return 0;
+}
+
+static int
 set_path(struct conf_ctx *x, const struct conf_key *k, const char *v)
 {
 	return conf_copy(x, v, (char *)x->c + k->off, k->size);
@@ -448,6 +462,7 @@ static const struct conf_key conf_resource_keys[] = {
 	{ "max-async-lag", set_size, F(max_async_lag), 0, UINT64_MAX, false },
 	{ "on-congestion", set_on_congestion, F(on_congestion_pull_ahead), 0, 0, false },
 	{ "resync-rate", set_size, F(resync_rate), 0, UINT64_MAX, false },
+	{ "after-sb-0pri", set_after_sb_0pri, F(after_sb_0pri), 0, 0, false },
 };
 
 #undef F
@@ -847,6 +862,7 @@ conf_dump(const struct conf *c, FILE *out)
 	fprintf(out, "max-async-lag = %llu\n", (unsigned long long)c->max_async_lag);
 	fprintf(out, "on-congestion = %s\n",
 		conf_congestion_words[c->on_congestion_pull_ahead ? 1 : 0]);
+	fprintf(out, "after-sb-0pri = %s\n", conf_sb_words[c->after_sb_0pri]);
 	fprintf(out, "resync-rate = %llu\n", (unsigned long long)c->resync_rate);
 	for (int i = 0; i < c->node_count; i++) {
 		fprintf(out, "\n[node %s]\n", c->nodes[i].name);

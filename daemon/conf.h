@@ -46,6 +46,9 @@ struct conf {
 	uint64_t max_async_lag;   /* max-async-lag = SIZE, default 64M */
 	int on_congestion_pull_ahead; /* on-congestion = block|pull-ahead, default block */
 	uint64_t resync_rate;     /* resync-rate = SIZE per second, 0 = unlimited (default 0) */
+	int after_sb_0pri;        /* after-sb-0pri = disconnect (0, default) |
+				   * discard-zero-changes (1) | discard-least-changes (2):
+				   * automatic split-brain resolution when no node is primary */
 	int node_count;
 	struct conf_node nodes[CONF_MAX_NODES];
 	int self;                 /* index into nodes of this node, -1 if unresolved */

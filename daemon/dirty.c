@@ -464,7 +464,7 @@ dm_bits(const struct dm *dm, uint64_t off, uint64_t len, uint64_t *first, uint64
 }
 
 int
-dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, struct req_wait *w)
+dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, int mark_oos, struct req_wait *w)
 {
 	uint64_t first, n, need = 0;
 	uint32_t e0, e1;
@@ -482,7 +482,8 @@ dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, struct req_wait *w)
 		pthread_mutex_unlock(&dm->lock);
 		return rc;
 	}
-	bm_set_range(dm->bitmap, first, n);
+	if (mark_oos)
+		bm_set_range(dm->bitmap, first, n);
 	for (uint32_t e = e0; e <= e1; e++) {
 		struct dm_ext *x = &dm->ext[e];
 
@@ -657,4 +658,42 @@ dm_sb_write(struct dm *dm, const struct meta_sb *sb)
 	if (rc)
 		LOG_ERROR("metadata: writing the superblock failed: %s", strerror(-rc));
 	return rc;
+}
+
+uint64_t
+dm_bitmap_bytes(struct dm *dm)
+{
+	dm_check(dm);
+	return (bm_nbits(dm->bitmap) + 7) / 8;
+}
+
+void
+dm_bitmap_get(struct dm *dm, uint64_t off, void *buf, uint32_t len)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	memcpy(buf, (char *)bm_data(dm->bitmap) + off, len);
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
+dm_bitmap_or(struct dm *dm, uint64_t off, const void *buf, uint32_t len)
+{
+	const unsigned char *src = buf;
+	uint64_t first = off * 8;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	/* Bit by bit through bm_set_range so counts and dirty pages stay right;
+	 * runs of set bits are few. */
+	for (uint32_t i = 0; i < len; i++) {
+		if (!src[i])
+			continue;
+		for (unsigned b = 0; b < 8; b++) {
+			uint64_t bit = first + (uint64_t)i * 8 + b;
+			if ((src[i] >> b) & 1 && bit < bm_nbits(dm->bitmap))
+				bm_set_range(dm->bitmap, bit, 1);
+		}
+	}
+	pthread_mutex_unlock(&dm->lock);
 }

@@ -42,12 +42,14 @@ int dm_start(struct dm *dm);
 int dm_stop(struct dm *dm);
 void dm_free(struct dm *dm); /* NULL is a no-op */
 
-/* Before a write (or trim/zero) of [off, off+len): marks the bitmap and
- * the extents in flight.  Returns 0 when the extents are durably marked
+/* Before a write (or trim/zero) of [off, off+len): marks the extents in
+ * flight, and the bitmap when mark_oos (the write will not reach the peer
+ * now: not connected).  A replicated write that fails to reach the peer is
+ * marked afterwards with dm_mark_oos().  Returns 0 when the extents are durably marked
  * (start the write now), 1 when the caller must wait: w->msg.fn then runs
  * on w->loop, with w->res 0 or -errno if the metadata write failed; or -errno
  * when the metadata cannot be written (the disk failed). */
-int dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, struct req_wait *w);
+int dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, int mark_oos, struct req_wait *w);
 /* After that write finished (successfully or not). */
 void dm_write_end(struct dm *dm, uint64_t off, uint64_t len);
 /* Resync and verify: mark / clear bitmap bits for a range (rounded out for
@@ -61,6 +63,11 @@ void dm_mark_all(struct dm *dm);
 int dm_next_oos(struct dm *dm, uint64_t off, uint64_t maxlen, uint64_t *roff, uint64_t *rlen);
 /* Writes dirty bitmap pages now (synchronously).  0 or -errno. */
 int dm_flush_bitmap(struct dm *dm);
+/* Raw bitmap access for the exchange with the peer (byte offsets into the
+ * on-disk bitmap layout). */
+uint64_t dm_bitmap_bytes(struct dm *dm);
+void dm_bitmap_get(struct dm *dm, uint64_t off, void *buf, uint32_t len);
+void dm_bitmap_or(struct dm *dm, uint64_t off, const void *buf, uint32_t len);
 void dm_get_stats(struct dm *dm, struct dm_stats *st);
 uint32_t dm_granularity(const struct dm *dm);
 

@@ -33,6 +33,9 @@
 #define META_F_PEER_OUTDATED   (1u << 4) /* the peer is known to be outdated */
 #define META_F_JUST_CREATED    (1u << 5) /* fresh create-md, never promoted or synced */
 #define META_F_ALL             0x3fu
+/* Not stored: sent in px_state flags when the operator asked this node to
+ * become sync target (discard-my-data). */
+#define META_F_DISCARD_REQUESTED (1u << 6)
 
 /* In-memory superblock, host byte order.  The on-disk form is little
  * endian, fixed size, with a SHA-256-derived checksum; see meta.c. */

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "daemon/commands.h"
+#include "daemon/conflict.h"
+#include "daemon/peer.h"
 #include "daemon/export.h"
 #include "daemon/queue.h"
 #include "daemon/resource.h"
@@ -185,6 +187,12 @@ main(int argc, char **argv)
 			conf_dump(&r->conf, stdout);
 		return 0;
 	}
+	/* Refused before the disk is touched. */
+	if (r->conf.frontend != CONF_FE_EXPORT) {
+		fprintf(stderr, "mirrord: %s: frontend = %s is not available in this build "
+			"(use frontend = export)\n", file, conf_frontend_name(r->conf.frontend));
+		return EXIT_CONFIG;
+	}
 	log_set_level(lvl);
 	snprintf(ident, sizeof(ident), "mirrord[%s]", r->conf.name);
 	log_set_ident(ident);
@@ -262,7 +270,9 @@ main(int argc, char **argv)
 		io_uring_prep_read(sqe, sw.fd, &sw.si, sizeof(sw.si), 0);
 		ev_sqe_set_op(sqe, &sw.op);
 	}
-	rc = dm_start(r->dm);
+	rc = cf_new(&r->cf);
+	if (!rc)
+		rc = dm_start(r->dm);
 	if (!rc)
 		rc = queue_start_all(r);
 	if (rc) {
@@ -291,6 +301,12 @@ main(int argc, char **argv)
 		code = EXIT_CONFIG;
 		goto out;
 	}
+	rc = peer_start(r, err, sizeof(err));
+	if (rc) {
+		LOG_ERROR("%s", err);
+		code = EXIT_CONFIG;
+		goto out;
+	}
 	LOG_INFO("ready: role %s, disk %s, device %s", rsm_role_name(r->state.role),
 		 rsm_disk_name(r->state.disk), r->device);
 	notify_parent(notify_fd, 0);
@@ -302,7 +318,9 @@ main(int argc, char **argv)
 out:
 	atomic_store(&r->shutting_down, 1);
 	export_close(r);
+	peer_stop(r);
 	queue_stop_all(r);
+	cf_free(r->cf);
 	if (r->dm) {
 		/* Clean stop: bitmap on disk, activity map empty, not primary. */
 		if (dm_stop(r->dm))
@@ -316,6 +334,7 @@ out:
 		dm_free(r->dm);
 	}
 	ctl_close(r->ctl);
+	r->ctl = NULL;
 	ev_free(r->ctl_loop);
 	if (sw.fd >= 0)
 		close(sw.fd);

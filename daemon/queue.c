@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/link.h"
+#include "daemon/resync.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "ublk/nbd_srv.h"
@@ -117,6 +119,8 @@ queue_stop_run(struct ev_msg *m)
 	struct res_conn *rc, *next;
 
 	q->stopping = 1;
+	if (q->link)
+		lk_fail(q->link, NULL);
 	for (rc = q->conns; rc; rc = next) {
 		next = rc->next;	/* shutdown may free rc */
 		nbds_conn_shutdown(rc->c);
@@ -130,17 +134,16 @@ queue_main(void *arg)
 {
 	struct res_queue *q = arg;
 	struct res *r = q->res;
-	struct wp_params wp = { .disk = r->disk, .dm = r->dm, .writable = &r->writable };
 	char name[16];
 	int rc;
 
 	snprintf(name, sizeof(name), "mirrord-q%u", q->index);
 	pthread_setname_np(pthread_self(), name);
 	rc = ev_new(&q->loop, 256);
-	if (!rc) {
-		wp.loop = q->loop;
-		rc = wp_queue_new(&q->wp, &wp);
-	}
+	if (!rc)
+		rc = wp_queue_new(&q->wp, q);
+	if (!rc && q->index == 0)
+		rc = resync_init(q);
 	pthread_mutex_lock(&r->lock);
 	q->ready = rc ? rc : 1;
 	pthread_cond_broadcast(&r->cond);
@@ -192,6 +195,7 @@ queue_stop_all(struct res *r)
 		ev_post(q->loop, &q->stop_msg);
 		pthread_join(q->thread, NULL);
 		q->thread = 0;
+		resync_fini(q);
 		wp_queue_free(q->wp);
 		ev_free(q->loop);
 		q->wp = NULL;

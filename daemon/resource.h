@@ -18,6 +18,10 @@
 #define RES_MAX_QUEUES 16
 
 struct nbds_conn;
+struct lk;
+struct rs;
+struct cf;
+struct peer;
 
 /* One data-plane thread: its ring carries the front end's socket I/O and
  * the disk I/O of its requests. */
@@ -31,6 +35,8 @@ struct res_queue {
 	int stopping;             /* queue thread only */
 	unsigned nconns;          /* queue thread only */
 	struct res_conn *conns;   /* queue thread only */
+	struct lk *link;          /* data link to the peer, queue thread only */
+	struct rs *rs;            /* resync pump (queue 0 only) */
 	struct ev_msg stop_msg;
 };
 
@@ -56,6 +62,12 @@ struct res {
 	int export_fd;            /* listening NBD export socket, or -1 */
 	struct ev_op export_op;
 	_Atomic int shutting_down;
+
+	struct cf *cf;            /* overlapping writes in flight, all queues */
+	struct peer *peer;        /* NULL: no peer configured */
+	uint64_t rs_total_bytes;  /* (lock) out of sync when this resync began */
+	uint64_t rs_start_ms;     /* (lock) */
+	_Atomic uint64_t rs_done_bytes;
 };
 
 #endif

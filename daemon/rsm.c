@@ -2,10 +2,21 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "daemon/peer.h"
 #include "daemon/resource.h"
 #include "lib/log.h"
+#include "lib/util.h"
+
+/* An event built on any thread, broadcast on the control thread (ctl is
+ * not shared). */
+struct rsm_evmsg {
+	struct ev_msg msg;
+	struct res *res;
+	json_object *ev;
+};
 
 static const char *const role_names[] = { "secondary", "primary" };
 static const char *const disk_names[] = { "uptodate", "inconsistent", "outdated", "diskless",
@@ -62,6 +73,16 @@ rsm_event(struct res *r, const struct rsm_state *s, const char *why)
 	return o;
 }
 
+static void
+rsm_broadcast_run(struct ev_msg *m)
+{
+	struct rsm_evmsg *e = container_of(m, struct rsm_evmsg, msg);
+
+	ctl_broadcast(e->res->ctl, e->ev);
+	json_object_put(e->ev);
+	free(e);
+}
+
 void
 rsm_set(struct res *r, const struct rsm_state *next, const char *why)
 {
@@ -83,9 +104,21 @@ rsm_set(struct res *r, const struct rsm_state *next, const char *why)
 		LOG_INFO("connection %s -> %s (%s)", conn_names[prev.conn], conn_names[next->conn], why);
 	if (prev.repl != next->repl)
 		LOG_INFO("replication %s -> %s (%s)", repl_names[prev.repl], repl_names[next->repl], why);
+	if (!memcmp(&prev, next, sizeof(prev)))
+		return;
 	ev = rsm_event(r, next, why);
-	ctl_broadcast(r->ctl, ev);
-	json_object_put(ev);
+	{
+		struct rsm_evmsg *e = calloc(1, sizeof(*e));
+		if (!e || !r->ctl_loop) {
+			json_object_put(ev);
+			free(e);
+			return;
+		}
+		e->msg.fn = rsm_broadcast_run;
+		e->res = r;
+		e->ev = ev;
+		ev_post(r->ctl_loop, &e->msg);
+	}
 }
 
 /* Promotion table.  Refused when:
@@ -100,7 +133,7 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 {
 	struct rsm_state s;
 	struct meta_sb sb;
-	int rc;
+	int rc, in_sync, prole = 0, pdisk = 0;
 
 	rsm_get(r, &s);
 	if (s.role == RSM_PRIMARY)
@@ -109,18 +142,38 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 		snprintf(why, len, "local disk is %s", disk_names[s.disk]);
 		return -EIO;
 	}
+	if (s.conn == RSM_C_CONNECTED) {
+		if (peer_info(r, &prole, &pdisk) == 0 && prole) {
+			snprintf(why, len, "peer is primary");
+			return -EBUSY;
+		}
+		if (s.repl == RSM_R_SYNCTARGET && !force) {
+			snprintf(why, len, "resync from the peer is still running (local data is "
+				 "inconsistent): wait-sync first");
+			return -EPERM;
+		}
+	}
 	if (s.disk != RSM_D_UPTODATE && !force) {
 		snprintf(why, len, "local data is %s, not known to be up to date "
 			 "(use promote --force to promote it anyway)", disk_names[s.disk]);
 		return -EPERM;
 	}
 	dm_sb_get(r->dm, &sb);
-	if (sb.gen_bitmap == 0)
-		sb.gen_bitmap = sb.gen_current;
-	memmove(&sb.gen_history[1], &sb.gen_history[0],
-		sizeof(sb.gen_history) - sizeof(sb.gen_history[0]));
-	sb.gen_history[0] = sb.gen_current;
-	sb.gen_current = meta_new_gen();
+	/* Connected and in sync with an up-to-date peer, the peer gets every
+	 * write: the generation stays shared.  Otherwise this node starts a new
+	 * one; if connected, the session restarts so the peer syncs from it
+	 * (a fresh peer gets a full sync: DRBD's initial set-up). */
+	in_sync = s.conn == RSM_C_CONNECTED && s.repl == RSM_R_ESTABLISHED &&
+		  s.disk == RSM_D_UPTODATE && peer_info(r, &prole, &pdisk) == 0 &&
+		  pdisk == RSM_D_UPTODATE;
+	if (!in_sync) {
+		if (sb.gen_bitmap == 0)
+			sb.gen_bitmap = sb.gen_current;
+		memmove(&sb.gen_history[1], &sb.gen_history[0],
+			sizeof(sb.gen_history) - sizeof(sb.gen_history[0]));
+		sb.gen_history[0] = sb.gen_current;
+		sb.gen_current = meta_new_gen();
+	}
 	sb.flags |= META_F_PRIMARY | META_F_UPTODATE | META_F_CONSISTENT;
 	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY);
 	/* Durable before the first write is accepted: a crash from here on is
@@ -133,6 +186,10 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	s.role = RSM_PRIMARY;
 	s.disk = RSM_D_UPTODATE;
 	rsm_set(r, &s, force ? "promote --force" : "promote");
+	if (!in_sync && s.conn == RSM_C_CONNECTED)
+		peer_reconnect(r);
+	else
+		peer_state_changed(r);
 	return 0;
 }
 
@@ -146,14 +203,18 @@ rsm_demote(struct res *r, char *why, size_t len)
 	rsm_get(r, &s);
 	if (s.role == RSM_SECONDARY)
 		return 0;
+	/* Checked and closed under the lock the export takes to count a new
+	 * writer, so none can slip in between. */
+	pthread_mutex_lock(&r->lock);
 	writers = atomic_load(&r->writers);
+	if (writers == 0)
+		atomic_store(&r->writable, 0);
+	pthread_mutex_unlock(&r->lock);
 	if (writers > 0) {
 		snprintf(why, len, "device is open for writing (%d %s): close it first", writers,
 			 writers == 1 ? "writer" : "writers");
 		return -EBUSY;
 	}
-	s.role = RSM_SECONDARY;
-	rsm_set(r, &s, "demote");
 	dm_sb_get(r->dm, &sb);
 	sb.flags &= ~META_F_PRIMARY;
 	rc = dm_sb_write(r->dm, &sb);
@@ -161,5 +222,8 @@ rsm_demote(struct res *r, char *why, size_t len)
 		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
 		return rc;
 	}
+	s.role = RSM_SECONDARY;
+	rsm_set(r, &s, "demote");
+	peer_state_changed(r);
 	return 0;
 }

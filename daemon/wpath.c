@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/conflict.h"
+#include "daemon/link.h"
+#include "daemon/resource.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -14,12 +17,17 @@ enum wp_phase {
 	PH_SYNC,        /* FUA after a fallocate: fdatasync */
 };
 
+/* What a request's completion still waits for. */
+#define WP_P_LOCAL 1u
+#define WP_P_PEER  2u
+
 struct wp_queue {
 	struct req_sink sink;
+	struct res_queue *rq;
+	struct res *res;
 	struct ev_loop *loop;
 	struct disk *disk;
 	struct dm *dm;
-	const _Atomic int *writable;
 	int no_fallocate;        /* the disk refused fallocate once: emulate */
 
 	pthread_mutex_t lock;    /* protects the in-flight list and counters */
@@ -66,14 +74,39 @@ wp_untrack(struct wp_queue *q, struct req *r)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* Both halves are over: account, release, answer. */
 static void
-wp_finish(struct wp_queue *q, struct req *r, int res, int marked)
+wp_finish(struct wp_queue *q, struct req *r)
 {
-	if (marked)
+	if (!r->replica && wp_is_write(r)) {
+		/* Not on the peer although we meant it to be: it differs now. */
+		if (r->peer_res && !r->marked_oos && r->res == 0)
+			dm_mark_oos(q->dm, r->off, r->len);
 		dm_write_end(q->dm, r->off, r->len);
+		cf_end(q->res->cf, r);
+	}
 	wp_untrack(q, r);
-	r->res = res;
 	r->complete(r);
+}
+
+static void
+wp_part_done(struct wp_queue *q, struct req *r, uint8_t part)
+{
+	r->pending &= (uint8_t)~part;
+	if (!r->pending)
+		wp_finish(q, r);
+}
+
+void
+wp_peer_done(struct req *r, int res)
+{
+	struct wp_queue *q = r->wait.ctx;
+
+	if (res && res != -ENOTCONN)
+		LOG_WARN("peer failed %s at %llu+%u: %s", r->type == REQ_FLUSH ? "a flush" : "a write",
+			 (unsigned long long)r->off, r->len, strerror(-res));
+	r->peer_res = res;
+	wp_part_done(q, r, WP_P_PEER);
 }
 
 static void
@@ -81,12 +114,18 @@ wp_issue(struct wp_queue *q, struct req *r)
 {
 	struct io_uring_sqe *sqe = ev_get_sqe(q->loop);
 
-	if (r->phase == PH_SYNC) {
+	if (r->phase == PH_SYNC)
 		io_uring_prep_fsync(sqe, disk_fd(q->disk), IORING_FSYNC_DATASYNC);
-	} else {
+	else
 		disk_prep(q->disk, sqe, r, r->phase == PH_ZERO_WRITE);
-	}
 	ev_sqe_set_op(sqe, &r->op);
+}
+
+static void
+wp_local_done(struct wp_queue *q, struct req *r, int res)
+{
+	r->res = res;
+	wp_part_done(q, r, WP_P_LOCAL);
 }
 
 static void
@@ -94,7 +133,6 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 {
 	struct req *r = container_of(op, struct req, op);
 	struct wp_queue *q = r->wait.ctx;
-	int marked = wp_is_write(r);
 
 	(void)flags;
 	if (res == -EINTR || res == -EAGAIN) {
@@ -114,14 +152,14 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 	if (res < 0) {
 		LOG_WARN("disk I/O error (type %u, offset %llu, length %u): %s", r->type,
 			 (unsigned long long)r->off, r->len, strerror(-res));
-		wp_finish(q, r, res, marked);
+		wp_local_done(q, r, res);
 		return;
 	}
 	switch (r->phase) {
 	case PH_MAIN:
 		if (r->type == REQ_READ || r->type == REQ_WRITE) {
 			if (res == 0) {	/* past the end of the file: cannot happen on a sane disk */
-				wp_finish(q, r, -EIO, marked);
+				wp_local_done(q, r, -EIO);
 				return;
 			}
 			r->done += (uint32_t)res;
@@ -145,70 +183,143 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 	case PH_SYNC:
 		break;
 	}
-	wp_finish(q, r, 0, marked);
+	wp_local_done(q, r, 0);
 }
 
-/* The activity marks of a parked write are durable (or failed). */
+static void
+wp_init(struct wp_queue *q, struct req *r)
+{
+	r->start_ns = util_now_ns();
+	r->done = 0;
+	r->res = 0;
+	r->peer_res = 0;
+	r->marked_oos = 0;
+	r->phase = (q->no_fallocate && (r->type == REQ_TRIM || r->type == REQ_WRITE_ZEROES))
+			   ? PH_ZERO_WRITE : PH_MAIN;
+	r->op.cb = wp_disk_done;
+	r->wait.ctx = q;
+	r->wait.loop = q->loop;
+	wp_track(q, r);
+}
+
+/* Local disk and peer at once, from the same buffer. */
+static void
+wp_start(struct wp_queue *q, struct req *r, struct lk *link)
+{
+	r->pending = WP_P_LOCAL | (link ? WP_P_PEER : 0);
+	wp_issue(q, r);
+	if (link)
+		lk_send(link, r);
+}
+
+static struct lk *
+wp_link(struct wp_queue *q)
+{
+	struct lk *l = q->rq->link;
+
+	return lk_ready(l) ? l : NULL;
+}
+
 static void
 wp_marked(struct ev_msg *m)
 {
 	struct req *r = container_of(m, struct req, wait.msg);
 	struct wp_queue *q = r->wait.ctx;
 
-	if (r->wait.res) {
-		wp_finish(q, r, -EIO, 1);
+	if (r->wait.res) {	/* the metadata could not be written */
+		r->pending = WP_P_LOCAL;
+		wp_local_done(q, r, -EIO);
 		return;
 	}
-	wp_issue(q, r);
+	/* The link may have gone while the marks were written: then the
+	 * blocks are marked now, before the data is written. */
+	if (!r->marked_oos && !wp_link(q)) {
+		dm_mark_oos(q->dm, r->off, r->len);
+		r->marked_oos = 1;
+	}
+	wp_start(q, r, r->marked_oos ? NULL : wp_link(q));
+}
+
+/* No overlapping write in flight any more: take the activity marks. */
+static void
+wp_write_admitted(struct wp_queue *q, struct req *r)
+{
+	int rc;
+
+	r->marked_oos = wp_link(q) == NULL;
+	r->wait.msg.fn = wp_marked;
+	/* Durable intent before the data may touch the disk: after a crash the
+	 * bitmap must cover anything that might have been written. */
+	rc = dm_write_begin(q->dm, r->off, r->len, r->marked_oos, &r->wait);
+	if (rc < 0) {
+		cf_end(q->res->cf, r);
+		wp_untrack(q, r);
+		r->res = -EIO;
+		r->complete(r);
+		return;
+	}
+	if (rc == 0) {
+		r->wait.res = 0;
+		wp_marked(&r->wait.msg);
+	}
+}
+
+static void
+wp_cf_ready(struct ev_msg *m)
+{
+	struct req *r = container_of(m, struct req, wait.msg);
+
+	wp_write_admitted(r->wait.ctx, r);
 }
 
 static void
 wp_submit(struct req_sink *s, struct req *r)
 {
 	struct wp_queue *q = container_of(s, struct wp_queue, sink);
-	int rc;
 
-	r->start_ns = util_now_ns();
-	r->done = 0;
-	r->res = 0;
-	r->phase = (q->no_fallocate && (r->type == REQ_TRIM || r->type == REQ_WRITE_ZEROES))
-			   ? PH_ZERO_WRITE : PH_MAIN;
-	r->op.cb = wp_disk_done;
-	r->wait.ctx = q;
-	r->wait.loop = q->loop;
-	r->wait.msg.fn = wp_marked;
-	wp_track(q, r);
-	if (!wp_is_write(r)) {
-		wp_issue(q, r);
+	r->replica = 0;
+	wp_init(q, r);
+	if (r->type == REQ_READ) {
+		wp_start(q, r, NULL);
 		return;
 	}
-	if (!atomic_load_explicit(q->writable, memory_order_acquire)) {
-		wp_finish(q, r, -EROFS, 0);
+	if (r->type == REQ_FLUSH) {
+		/* Async never waits for the peer: its lag is bounded instead. */
+		wp_start(q, r, q->res->conf.protocol == CONF_PROTO_ASYNC ? NULL : wp_link(q));
 		return;
 	}
-	/* Durable intent before the data may touch the disk: after a crash the
-	 * bitmap must cover anything that might have been written. */
-	rc = dm_write_begin(q->dm, r->off, r->len, &r->wait);
-	if (rc < 0) {
-		wp_finish(q, r, -EIO, 0);
+	if (!atomic_load_explicit(&q->res->writable, memory_order_acquire)) {
+		wp_untrack(q, r);
+		r->res = -EROFS;
+		r->complete(r);
 		return;
 	}
-	if (rc == 0)
-		wp_issue(q, r);
+	r->wait.msg.fn = wp_cf_ready;
+	if (cf_begin(q->res->cf, r) == 0)
+		wp_write_admitted(q, r);
+}
+
+void
+wp_submit_replica(struct wp_queue *q, struct req *r)
+{
+	r->replica = 1;
+	wp_init(q, r);
+	wp_start(q, r, NULL);
 }
 
 int
-wp_queue_new(struct wp_queue **out, const struct wp_params *p)
+wp_queue_new(struct wp_queue **out, struct res_queue *rq)
 {
 	struct wp_queue *q = calloc(1, sizeof(*q));
 
 	if (!q)
 		return -ENOMEM;
 	q->sink.submit = wp_submit;
-	q->loop = p->loop;
-	q->disk = p->disk;
-	q->dm = p->dm;
-	q->writable = p->writable;
+	q->rq = rq;
+	q->res = rq->res;
+	q->loop = rq->loop;
+	q->disk = rq->res->disk;
+	q->dm = rq->res->dm;
 	pthread_mutex_init(&q->lock, NULL);
 	*out = q;
 	return 0;

@@ -107,6 +107,8 @@ ev_free(struct ev_loop *l)
 {
 	if (!l)
 		return;
+	/* Messages posted after the loop stopped still own memory. */
+	ev_run_posted(l);
 	io_uring_queue_exit(&l->ring);
 	close(l->efd);
 	pthread_mutex_destroy(&l->lock);

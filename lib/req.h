@@ -23,6 +23,8 @@ enum req_type {
 
 /* A request parked until another thread (the metadata writer) is done with
  * something it needs; msg.fn runs on `loop` with res set. */
+struct req;
+
 struct req_wait {
 	struct ev_msg msg;
 	struct ev_loop *loop;
@@ -30,6 +32,7 @@ struct req_wait {
 	int res;
 	uint64_t key;           /* private to the thread that wakes it */
 	struct req_wait *next;  /* likewise */
+	struct req *next_ready; /* conflict tracker: batch of requests to wake */
 };
 
 struct req {
@@ -44,6 +47,11 @@ struct req {
 	uint64_t start_ns;      /* when the write path got it (inflight age) */
 	void *buf;              /* the tag's buffer, 4 KiB aligned */
 	uint8_t phase;          /* write path's progress through a multi-step request */
+	uint8_t pending;        /* write path: what completion still waits for (WP_P_*) */
+	uint8_t replica;        /* arrived from the peer: no role check, no marks */
+	uint8_t marked_oos;     /* write path: the bitmap was marked for it */
+	int peer_res;           /* write path: the peer's result, or -ENOTCONN */
+	struct req *cf_next;    /* conflict tracker: in flight / waiting lists */
 	struct req_wait wait;   /* write path: waiting for metadata */
 	struct req *inf_prev, *inf_next; /* write path: in-flight list, oldest first */
 	/* Set by the front end; called exactly once, on the queue thread, when

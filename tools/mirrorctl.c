@@ -235,8 +235,9 @@ cmd_show_md(const struct opts *o)
 	}
 	json_object_object_add(out, "out_of_sync_bytes", json_object_new_int64((int64_t)oos));
 	json_object_object_add(out, "out_of_sync", ranges);
-	puts(json_object_to_json_string_ext(out, o->json ? JSON_C_TO_STRING_PLAIN
-							 : JSON_C_TO_STRING_PRETTY));
+	puts(json_object_to_json_string_ext(out, (o->json ? JSON_C_TO_STRING_PLAIN
+							  : JSON_C_TO_STRING_PRETTY) |
+						     JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(out);
 	bm_free(bm);
 	bm_free(act);
@@ -381,7 +382,8 @@ cmd_daemon(const struct opts *o, const char *cmd)
 	}
 	if (strcmp(cmd, "status") == 0 && json_object_object_get_ex(resp, "status", &st)) {
 		if (o->json)
-			puts(json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN));
+			puts(json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN |
+							    JSON_C_TO_STRING_NOSLASHESCAPE));
 		else
 			print_status_text(st);
 	} else if (strcmp(cmd, "events") == 0) {
@@ -396,6 +398,50 @@ cmd_daemon(const struct opts *o, const char *cmd)
 	fclose(in);
 	close(fd);
 	return 0;
+}
+
+/* Asks for status until cond holds: 0, or 1 on timeout.  Polling keeps the
+ * daemon free of blocked control requests and works for any timeout. */
+static int
+wait_for_state(const struct opts *o, int sync)
+{
+	double deadline = o->timeout > 0 ? o->timeout : 0;
+	uint64_t start = util_now_ms();
+
+	for (;;) {
+		json_object *req = json_object_new_object(), *resp, *st, *peer = NULL;
+		int fd = ctl_connect(o), done;
+		FILE *in = fdopen(dup(fd), "r");
+
+		json_object_object_add(req, "cmd", json_object_new_string("status"));
+		resp = request(fd, in, req);
+		json_object_put(req);
+		fclose(in);
+		close(fd);
+		if (!json_object_object_get_ex(resp, "status", &st))
+			die(EXIT_NODAEMON, "the daemon sent no status");
+		json_object_object_get_ex(st, "peer", &peer);
+		done = strcmp(jstr(st, "connection"), "connected") == 0;
+		if (sync)
+			done = done && strcmp(jstr(st, "replication"), "established") == 0 &&
+			       strcmp(jstr(st, "disk"), "uptodate") == 0 &&
+			       strcmp(jstr(peer, "disk"), "uptodate") == 0 &&
+			       jint(st, "out_of_sync_bytes") == 0;
+		if (!done && strcmp(jstr(st, "connection"), "splitbrain") == 0) {
+			json_object_put(resp);
+			fprintf(stderr, "mirrorctl: split brain: the nodes will not sync by themselves\n");
+			return EXIT_REFUSED;
+		}
+		json_object_put(resp);
+		if (done)
+			return 0;
+		if (deadline > 0 && (double)(util_now_ms() - start) / 1000.0 >= deadline) {
+			fprintf(stderr, "mirrorctl: %s: timed out after %.1f s\n",
+				sync ? "wait-sync" : "wait-connect", deadline);
+			return EXIT_REFUSED;
+		}
+		usleep(100 * 1000);
+	}
 }
 
 int
@@ -414,7 +460,7 @@ main(int argc, char **argv)
 	};
 	static const char *daemon_cmds[] = { "status", "events", "promote", "demote", "connect",
 					     "disconnect", "invalidate", "verify",
-					     "discard-my-data", "wait-sync", "wait-connect" };
+					     "discard-my-data" };
 	struct opts o = { .granularity = 4096 };
 	const char *cmd;
 	char *end;
@@ -450,6 +496,8 @@ main(int argc, char **argv)
 		return cmd_create_md(&o);
 	if (strcmp(cmd, "show-md") == 0)
 		return cmd_show_md(&o);
+	if (strcmp(cmd, "wait-sync") == 0 || strcmp(cmd, "wait-connect") == 0)
+		return wait_for_state(&o, cmd[5] == 's');
 	for (size_t i = 0; i < ARRAY_SIZE(daemon_cmds); i++)
 		if (strcmp(cmd, daemon_cmds[i]) == 0)
 			return cmd_daemon(&o, cmd);

@@ -1,0 +1,1035 @@
+#include "daemon/link.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon/peer.h"
+#include "daemon/resource.h"
+#include "daemon/resync.h"
+#include "daemon/wpath.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "proto/px.h"
+
+#define LK_RX_BUF   (64u * 1024)
+#define LK_SLOTS    1024            /* messages awaiting an ack, writes awaiting a flush */
+#define LK_BARRIER  256             /* writes between the link's own flushes */
+#define LK_TX_BATCH 64
+#define LK_IO_HDR   (PX_HDR_SIZE + sizeof(struct px_io))
+
+/* Something to send: a header (with its fixed payload) and optional data. */
+struct lk_tx {
+	struct lk_tx *next;
+	uint8_t hdr[LK_IO_HDR];
+	uint32_t hlen;
+	void *data;
+	uint32_t dlen;
+	uint8_t owner;              /* LK_TX_SLOT or LK_TX_RTAG */
+};
+enum { LK_TX_SLOT = 1, LK_TX_RTAG = 2 };
+
+/* Sending side: one message awaiting its ack. */
+struct lk_slot {
+	struct lk_tx tx;            /* first */
+	struct lk_slot *next_free;
+	struct req *r;              /* the request, until its protocol is satisfied */
+	uint64_t off;
+	uint32_t len;
+	uint32_t gen;               /* reuse counter: half of the wire id */
+	uint64_t seq;               /* send order on this link */
+	uint16_t type;              /* PX_WRITE, PX_TRIM, PX_FLUSH, PX_RS_DATA */
+	uint8_t sent, acked, in_use;
+};
+
+/* Receiving side: one request from the peer. */
+struct lk_rtag {
+	struct req r;               /* first */
+	struct lk_tx ack;           /* WRITE_ACK / RS_ACK / FLUSH_ACK; frees the tag when sent */
+	struct lk_tx rack;          /* RECV_ACK (semi-sync), always sent before ack */
+	struct lk *l;
+	struct lk_rtag *next;       /* free list, or parked list */
+	uint64_t id;
+	uint64_t seq;               /* arrival order */
+	uint16_t type;
+	uint8_t running;            /* submitted to the disk */
+};
+
+struct lk {
+	struct res_queue *q;
+	struct res *res;
+	int fd;
+	int dead;
+	int nest;
+	uint32_t max_data;
+
+	struct lk_slot *slots;
+	struct lk_slot *free_slots;
+	uint32_t slots_used;
+	uint64_t unacked;           /* bytes of WRITE sent, not yet acked */
+	uint64_t tx_seq;
+	uint32_t since_barrier;     /* writes sent since the last flush */
+	int barrier_busy;           /* a flush of the link's own is in flight */
+	struct req *wait_head, *wait_tail;  /* requests waiting for a slot or lag room */
+
+	struct lk_rtag *rtags;
+	void *rbufs;
+	size_t rbufs_len;
+	uint32_t depth;
+	struct lk_rtag *free_rtags;
+	uint32_t rtags_busy;
+	struct lk_rtag *parked;     /* arrived, waiting for an overlapping earlier one */
+	uint64_t rseq;
+
+	char *rx;
+	uint32_t rx_head, rx_tail;
+	struct ev_op rx_op;
+	int rx_busy, rx_stopped, stalled;
+	struct lk_rtag *payload;    /* receiving a data payload into this tag */
+	uint32_t payload_got;
+
+	struct lk_tx *txq_head, *txq_tail;
+	struct ev_op tx_op;
+	int tx_busy;
+	uint32_t tx_skip;
+	struct msghdr msg;
+	struct iovec iov[LK_TX_BATCH * 2];
+};
+
+static void lk_rx_pump(struct lk *l);
+static void lk_tx_pump(struct lk *l);
+static void lk_run_parked(struct lk *l);
+
+int
+lk_ready(const struct lk *l)
+{
+	return l && !l->dead;
+}
+
+uint64_t
+lk_unacked_bytes(const struct lk *l)
+{
+	return l ? l->unacked : 0;
+}
+
+/* ---- lifetime ---- */
+
+static int
+lk_idle(const struct lk *l)
+{
+	return l->dead && !l->rx_busy && !l->tx_busy && !l->rtags_busy && !l->nest;
+}
+
+static void
+lk_destroy(struct lk *l)
+{
+	struct res_queue *q = l->q;
+
+	close(l->fd);
+	munmap(l->rbufs, l->rbufs_len);
+	free(l->rx);
+	free(l->slots);
+	free(l->rtags);
+	free(l);
+	peer_link_closed(q);
+}
+
+/* Every request the link still answers for learns that the peer is gone.
+ * Writes it already completed (async) are marked out of sync here. */
+static void
+lk_fail_outstanding(struct lk *l)
+{
+	struct req *r;
+
+	for (uint32_t i = 0; i < LK_SLOTS; i++) {
+		struct lk_slot *s = &l->slots[i];
+
+		if (!s->in_use)
+			continue;
+		if (s->r && s->type == PX_RS_DATA) {
+			resync_acked(s->r, -ENOTCONN);
+		} else if (s->r) {
+			wp_peer_done(s->r, -ENOTCONN);
+		} else if (s->type == PX_WRITE || s->type == PX_TRIM) {
+			/* Acked or not, it was never flushed on the peer. */
+			dm_mark_oos(l->res->dm, s->off, s->len);
+		}
+		s->r = NULL;
+		s->in_use = 0;
+	}
+	while ((r = l->wait_head)) {
+		l->wait_head = r->cf_next;
+		if (r->phase == 0xff)
+			resync_acked(r, -ENOTCONN);
+		else
+			wp_peer_done(r, -ENOTCONN);
+	}
+	l->wait_tail = NULL;
+}
+
+static void lk_tx_sent(struct lk *l, struct lk_tx *t);
+
+/* Drops what waits in the send queue (not what a sendmsg in flight holds:
+ * its completion does that).  Acks still release their tags; sending
+ * slots are answered by lk_fail_outstanding(). */
+static void
+lk_txq_drop(struct lk *l)
+{
+	struct lk_tx *t;
+
+	while ((t = l->txq_head)) {
+		l->txq_head = t->next;
+		if (t->owner == LK_TX_RTAG)
+			lk_tx_sent(l, t);
+	}
+	l->txq_tail = NULL;
+	l->tx_skip = 0;
+}
+
+static void
+lk_enter(struct lk *l)
+{
+	l->nest++;
+}
+
+static void
+lk_leave(struct lk *l)
+{
+	if (--l->nest == 0 && lk_idle(l))
+		lk_destroy(l);
+}
+
+void
+lk_fail(struct lk *l, const char *why)
+{
+	if (l->dead)
+		return;
+	lk_enter(l);
+	if (why)
+		LOG_WARN("peer data link %u: %s", l->q->index, why);
+	l->dead = 1;
+	l->rx_stopped = 1;
+	shutdown(l->fd, SHUT_RDWR);
+	/* Nothing queued will be sent now. */
+	if (!l->tx_busy)
+		lk_txq_drop(l);
+	lk_fail_outstanding(l);
+	/* The peer is gone: parked writes from it are dropped unapplied, the
+	 * primary marks them out of sync. */
+	while (l->parked) {
+		struct lk_rtag *t2 = l->parked;
+		l->parked = t2->next;
+		t2->next = l->free_rtags;
+		l->free_rtags = t2;
+		l->rtags_busy--;
+	}
+	if (l->payload) {
+		l->payload->next = l->free_rtags;
+		l->free_rtags = l->payload;
+		l->rtags_busy--;
+		l->payload = NULL;
+	}
+	peer_link_failed(l->q);
+	lk_leave(l);
+}
+
+/* ---- sending ---- */
+
+static void
+lk_txq_add(struct lk *l, struct lk_tx *t)
+{
+	if (l->dead) {	/* nothing more goes out; acks still free their tags */
+		if (t->owner == LK_TX_RTAG)
+			lk_tx_sent(l, t);
+		return;
+	}
+	t->next = NULL;
+	if (l->txq_tail)
+		l->txq_tail->next = t;
+	else
+		l->txq_head = t;
+	l->txq_tail = t;
+	lk_tx_pump(l);
+}
+
+static void
+lk_slot_free(struct lk *l, struct lk_slot *s)
+{
+	s->in_use = 0;
+	s->r = NULL;
+	s->next_free = l->free_slots;
+	l->free_slots = s;
+	l->slots_used--;
+}
+
+static void lk_retry_waiting(struct lk *l);
+
+/* Writes stay in the transfer log until a flush on the peer covers them:
+ * written is not durable, and a peer that loses its cache must not lose
+ * them silently (they are marked out of sync if the link fails first). */
+static void
+lk_slot_maybe_free(struct lk *l, struct lk_slot *s)
+{
+	if (s->type == PX_WRITE || s->type == PX_TRIM)
+		return;
+	if (s->sent && s->acked) {
+		lk_slot_free(l, s);
+		lk_retry_waiting(l);
+	}
+}
+
+static void
+lk_tx_sent(struct lk *l, struct lk_tx *t)
+{
+	if (t->owner == LK_TX_SLOT) {
+		struct lk_slot *s = (struct lk_slot *)t;
+
+		s->sent = 1;
+		/* Async: the data is in the socket; the request (and its buffer)
+		 * may go.  The slot still remembers the range until the ack. */
+		if (s->r && s->type != PX_FLUSH && s->type != PX_RS_DATA &&
+		    l->res->conf.protocol == CONF_PROTO_ASYNC) {
+			struct req *r = s->r;
+			s->r = NULL;
+			wp_peer_done(r, 0);
+		}
+		lk_slot_maybe_free(l, s);
+	} else if (t->owner == LK_TX_RTAG) {
+		struct lk_rtag *rt = container_of(t, struct lk_rtag, ack);
+
+		rt->next = l->free_rtags;
+		l->free_rtags = rt;
+		l->rtags_busy--;
+		if (l->stalled) {
+			l->stalled = 0;
+			lk_rx_pump(l);
+		}
+	}
+}
+
+static void
+lk_tx_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct lk *l = container_of(op, struct lk, tx_op);
+	uint32_t left;
+
+	(void)flags;
+	lk_enter(l);
+	l->tx_busy = 0;
+	if (res < 0) {
+		char why[64];
+		snprintf(why, sizeof(why), "send failed: %s", strerror(-res));
+		lk_fail(l, l->dead ? NULL : why);
+		res = 0;
+	}
+	left = (uint32_t)res;
+	while (l->txq_head && !l->dead) {
+		struct lk_tx *t = l->txq_head;
+		uint32_t rest = t->hlen + t->dlen - l->tx_skip;
+
+		if (left < rest) {
+			l->tx_skip += left;
+			break;
+		}
+		left -= rest;
+		l->tx_skip = 0;
+		l->txq_head = t->next;
+		if (!l->txq_head)
+			l->txq_tail = NULL;
+		lk_tx_sent(l, t);
+	}
+	if (l->dead)
+		lk_txq_drop(l);
+	lk_tx_pump(l);
+	lk_leave(l);
+}
+
+static void
+lk_tx_pump(struct lk *l)
+{
+	struct io_uring_sqe *sqe;
+	struct lk_tx *t;
+	uint32_t n = 0, skip = l->tx_skip;
+
+	if (l->tx_busy || !l->txq_head || l->dead)
+		return;
+	for (t = l->txq_head; t && n + 2 <= ARRAY_SIZE(l->iov); t = t->next) {
+		uint32_t hs = MIN(skip, t->hlen);
+
+		if (hs < t->hlen) {
+			l->iov[n].iov_base = t->hdr + hs;
+			l->iov[n++].iov_len = t->hlen - hs;
+		}
+		if (t->dlen) {
+			uint32_t ds = skip - hs;
+			l->iov[n].iov_base = (char *)t->data + ds;
+			l->iov[n++].iov_len = t->dlen - ds;
+		}
+		skip = 0;
+	}
+	memset(&l->msg, 0, sizeof(l->msg));
+	l->msg.msg_iov = l->iov;
+	l->msg.msg_iovlen = n;
+	sqe = ev_get_sqe(l->q->loop);
+	io_uring_prep_sendmsg(sqe, l->fd, &l->msg, MSG_NOSIGNAL);
+	ev_sqe_set_op(sqe, &l->tx_op);
+	l->tx_busy = 1;
+}
+
+static uint64_t
+lk_slot_id(const struct lk *l, const struct lk_slot *s)
+{
+	return ((uint64_t)s->gen << 32) | (uint64_t)(s - l->slots);
+}
+
+/* Queues r on the link if a slot and (async) lag room are free. */
+static int
+lk_try_send(struct lk *l, struct req *r, uint16_t type)
+{
+	struct lk_slot *s;
+	uint16_t flags = 0;
+	uint32_t plen = 0;
+	int data = 0;
+
+	if (!l->free_slots)
+		return -EAGAIN;
+	if (type == PX_WRITE && l->res->conf.protocol == CONF_PROTO_ASYNC && l->unacked &&
+	    l->unacked + r->len > l->res->conf.max_async_lag)
+		return -EAGAIN;	/* on-congestion = block: wait for acks */
+	s = l->free_slots;
+	l->free_slots = s->next_free;
+	l->slots_used++;
+	s->in_use = 1;
+	s->sent = s->acked = 0;
+	s->gen++;
+	s->r = r;
+	s->off = r ? r->off : 0;
+	s->len = r ? r->len : 0;
+	s->type = type;
+	s->seq = ++l->tx_seq;
+	s->tx.owner = LK_TX_SLOT;
+	s->tx.data = NULL;
+	s->tx.dlen = 0;
+	switch (type) {
+	case PX_WRITE:
+		data = 1;
+		plen = sizeof(struct px_io) + r->len;
+		if (r->flags & REQ_F_FUA)
+			flags |= PX_F_FUA;
+		break;
+	case PX_RS_DATA:
+		/* Bits are cleared on the ack: the target writes it durably. */
+		flags |= PX_F_FUA;
+		data = 1;
+		plen = sizeof(struct px_io) + r->len;
+		break;
+	case PX_TRIM:
+		plen = sizeof(struct px_io);
+		if (r->flags & REQ_F_FUA)
+			flags |= PX_F_FUA;
+		if (r->type == REQ_WRITE_ZEROES)
+			flags |= PX_F_ZERO | ((r->flags & REQ_F_NO_HOLE) ? PX_F_NO_HOLE : 0);
+		break;
+	case PX_FLUSH:
+		plen = 0;
+		break;
+	}
+	if (type == PX_FLUSH)
+		l->since_barrier = 0;
+	px_hdr_encode(s->tx.hdr, type, flags, plen, lk_slot_id(l, s));
+	s->tx.hlen = PX_HDR_SIZE;
+	if (type != PX_FLUSH) {
+		px_io_encode(s->tx.hdr + PX_HDR_SIZE, s->off, s->len);
+		s->tx.hlen += sizeof(struct px_io);
+	}
+	if (data) {
+		s->tx.data = r->buf;	/* the same buffer the local disk gets */
+		s->tx.dlen = r->len;
+	}
+	if (type == PX_WRITE || type == PX_TRIM) {
+		l->unacked += r->len;
+		l->since_barrier++;
+	}
+	lk_txq_add(l, &s->tx);
+	return 0;
+}
+
+/* The link's own flush, so the transfer log drains without client
+ * flushes.  Sent when enough writes accumulated or slots run short. */
+static void
+lk_maybe_barrier(struct lk *l)
+{
+	if (l->barrier_busy || l->dead || l->since_barrier == 0)
+		return;
+	if (l->since_barrier < LK_BARRIER && l->slots_used < LK_SLOTS / 2)
+		return;
+	if (lk_try_send(l, NULL, PX_FLUSH) == 0)
+		l->barrier_busy = 1;
+}
+
+static uint16_t
+lk_type_for(const struct req *r)
+{
+	switch (r->type) {
+	case REQ_WRITE:        return PX_WRITE;
+	case REQ_FLUSH:        return PX_FLUSH;
+	default:               return PX_TRIM;
+	}
+}
+
+static void
+lk_retry_waiting(struct lk *l)
+{
+	struct req *r;
+
+	while ((r = l->wait_head)) {
+		uint16_t type = r->phase == 0xff ? PX_RS_DATA : lk_type_for(r);
+
+		if (lk_try_send(l, r, type))
+			return;
+		l->wait_head = r->cf_next;
+		if (!l->wait_head)
+			l->wait_tail = NULL;
+	}
+}
+
+static void
+lk_queue_wait(struct lk *l, struct req *r)
+{
+	r->cf_next = NULL;
+	if (l->wait_tail)
+		l->wait_tail->cf_next = r;
+	else
+		l->wait_head = r;
+	l->wait_tail = r;
+}
+
+void
+lk_send(struct lk *l, struct req *r)
+{
+	if (l->dead) {
+		wp_peer_done(r, -ENOTCONN);
+		return;
+	}
+	/* Keep order: nothing overtakes a waiting request. */
+	if (l->wait_head || lk_try_send(l, r, lk_type_for(r))) {
+		lk_queue_wait(l, r);
+		lk_maybe_barrier(l);
+		return;
+	}
+	lk_maybe_barrier(l);
+}
+
+void
+lk_send_resync(struct lk *l, struct req *r)
+{
+	if (l->dead) {
+		resync_acked(r, -ENOTCONN);
+		return;
+	}
+	r->phase = 0xff;	/* marks a resync request while it waits */
+	if (l->wait_head || lk_try_send(l, r, PX_RS_DATA))
+		lk_queue_wait(l, r);
+}
+
+void
+lk_send_oos(struct lk *l, uint64_t off, uint32_t len)
+{
+	(void)l;
+	(void)off;
+	(void)len;
+}
+
+/* An ack names a slot: it must be one we sent, of the matching kind. */
+static struct lk_slot *
+lk_slot_for(struct lk *l, uint64_t id, uint16_t ack_type)
+{
+	uint32_t idx = (uint32_t)id, gen = (uint32_t)(id >> 32);
+	struct lk_slot *s;
+
+	if (idx >= LK_SLOTS)
+		return NULL;
+	s = &l->slots[idx];
+	if (!s->in_use || s->gen != gen || s->acked)
+		return NULL;
+	switch (ack_type) {
+	case PX_WRITE_ACK: return (s->type == PX_WRITE || s->type == PX_TRIM) ? s : NULL;
+	case PX_RECV_ACK:  return (s->type == PX_WRITE || s->type == PX_TRIM) ? s : NULL;
+	case PX_FLUSH_ACK: return s->type == PX_FLUSH ? s : NULL;
+	case PX_RS_ACK:    return s->type == PX_RS_DATA ? s : NULL;
+	}
+	return NULL;
+}
+
+static int
+lk_handle_ack(struct lk *l, const struct px_msg *m, const void *payload)
+{
+	struct lk_slot *s = lk_slot_for(l, m->id, m->type);
+	struct px_ack ack = { 0 };
+	struct req *r;
+
+	if (!s)
+		return -EPROTO;
+	if (m->type == PX_RECV_ACK) {
+		/* Semi-sync: received is enough. */
+		if (s->r && l->res->conf.protocol == CONF_PROTO_SEMISYNC) {
+			r = s->r;
+			s->r = NULL;
+			wp_peer_done(r, 0);
+		}
+		return 0;
+	}
+	if (px_ack_decode(payload, m->len, &ack))
+		return -EPROTO;
+	s->acked = 1;
+	if (s->type == PX_FLUSH) {
+		/* Every write sent before this flush is durable on the peer. */
+		for (uint32_t i = 0; i < LK_SLOTS; i++) {
+			struct lk_slot *w = &l->slots[i];
+			if (!w->in_use || w->seq > s->seq || (w->type != PX_WRITE && w->type != PX_TRIM))
+				continue;
+			if (!w->acked)
+				return -EPROTO;	/* the peer must ack writes before the flush */
+			if (ack.status)
+				dm_mark_oos(l->res->dm, w->off, w->len);
+			lk_slot_free(l, w);
+		}
+		if (!s->r)
+			l->barrier_busy = 0;
+	}
+	if (s->type == PX_WRITE || s->type == PX_TRIM)
+		l->unacked -= s->len;
+	if ((r = s->r)) {
+		s->r = NULL;
+		if (s->type == PX_RS_DATA)
+			resync_acked(r, ack.status);
+		else
+			wp_peer_done(r, ack.status);
+	} else if (ack.status && (s->type == PX_WRITE || s->type == PX_TRIM)) {
+		/* An async write the peer failed to write: it differs now. */
+		dm_mark_oos(l->res->dm, s->off, s->len);
+	}
+	lk_slot_maybe_free(l, s);
+	lk_retry_waiting(l);
+	lk_maybe_barrier(l);
+	return 0;
+}
+
+/* ---- receiving: requests from the peer ---- */
+
+static int
+lk_overlaps_running(struct lk *l, const struct lk_rtag *t)
+{
+	for (uint32_t i = 0; i < l->depth; i++) {
+		const struct lk_rtag *o = &l->rtags[i];
+		if (o->running && o != t && o->type != PX_FLUSH &&
+		    o->r.off < t->r.off + t->r.len && t->r.off < o->r.off + o->r.len)
+			return 1;
+	}
+	return 0;
+}
+
+/* A FLUSH may start once every write that arrived before it is done. */
+static int
+lk_flush_ready(struct lk *l, const struct lk_rtag *f)
+{
+	for (uint32_t i = 0; i < l->depth; i++) {
+		const struct lk_rtag *o = &l->rtags[i];
+		if (o->running && o->type != PX_FLUSH && o->seq < f->seq)
+			return 0;
+	}
+	for (const struct lk_rtag *p = l->parked; p && p != f; p = p->next)
+		if (p->type != PX_FLUSH && p->seq < f->seq)
+			return 0;
+	return 1;
+}
+
+static void
+lk_ack(struct lk *l, struct lk_rtag *t, uint16_t type, int status)
+{
+	px_hdr_encode(t->ack.hdr, type, 0, sizeof(struct px_ack), t->id);
+	px_ack_encode(t->ack.hdr + PX_HDR_SIZE, status);
+	t->ack.hlen = PX_HDR_SIZE + sizeof(struct px_ack);
+	t->ack.data = NULL;
+	t->ack.dlen = 0;
+	t->ack.owner = LK_TX_RTAG;
+	if (l->dead) {
+		lk_tx_sent(l, &t->ack);
+		return;
+	}
+	lk_txq_add(l, &t->ack);
+}
+
+static void
+lk_rtag_complete(struct req *r)
+{
+	struct lk_rtag *t = (struct lk_rtag *)r;
+	struct lk *l = t->l;
+	uint16_t type;
+
+	lk_enter(l);
+	t->running = 0;
+	switch (t->type) {
+	case PX_RS_DATA:
+		/* Written here: this block no longer differs. */
+		if (r->res == 0)
+			dm_clear_oos(l->res->dm, r->off, r->len);
+		type = PX_RS_ACK;
+		break;
+	case PX_FLUSH:
+		type = PX_FLUSH_ACK;
+		break;
+	default:
+		type = PX_WRITE_ACK;
+		break;
+	}
+	if (r->res)
+		LOG_WARN("peer data link %u: local %s at %llu failed: %s", l->q->index,
+			 px_type_name(t->type), (unsigned long long)r->off, strerror(-r->res));
+	lk_ack(l, t, type, r->res);
+	lk_run_parked(l);
+	lk_leave(l);
+}
+
+static void
+lk_start(struct lk *l, struct lk_rtag *t)
+{
+	t->running = 1;
+	wp_submit_replica(l->q->wp, &t->r);
+}
+
+/* Starts parked requests that no longer conflict, in arrival order. */
+static void
+lk_run_parked(struct lk *l)
+{
+	struct lk_rtag **pp = &l->parked, *t;
+
+	while ((t = *pp)) {
+		int ok = t->type == PX_FLUSH ? lk_flush_ready(l, t) : !lk_overlaps_running(l, t);
+
+		/* A write never overtakes an earlier parked write it overlaps. */
+		for (struct lk_rtag *p = l->parked; ok && p != t; p = p->next)
+			if (t->type != PX_FLUSH && p->type != PX_FLUSH &&
+			    p->r.off < t->r.off + t->r.len && t->r.off < p->r.off + p->r.len)
+				ok = 0;
+		if (!ok) {
+			pp = &t->next;
+			continue;
+		}
+		*pp = t->next;
+		lk_start(l, t);
+	}
+}
+
+static void
+lk_dispatch(struct lk *l, struct lk_rtag *t)
+{
+	struct lk_rtag **pp;
+	int ok;
+
+	ok = t->type == PX_FLUSH ? lk_flush_ready(l, t) : !lk_overlaps_running(l, t);
+	if (ok && l->parked) {
+		for (struct lk_rtag *p = l->parked; p; p = p->next)
+			if (t->type == PX_FLUSH || p->type == PX_FLUSH ||
+			    (p->r.off < t->r.off + t->r.len && t->r.off < p->r.off + p->r.len))
+				ok = 0;
+	}
+	if (ok) {
+		lk_start(l, t);
+		return;
+	}
+	for (pp = &l->parked; *pp; pp = &(*pp)->next)
+		;
+	t->next = NULL;
+	*pp = t;
+}
+
+static struct lk_rtag *
+lk_rtag_get(struct lk *l)
+{
+	struct lk_rtag *t = l->free_rtags;
+
+	if (!t)
+		return NULL;
+	l->free_rtags = t->next;
+	l->rtags_busy++;
+	t->seq = ++l->rseq;
+	t->running = 0;
+	return t;
+}
+
+/* Sends RECV_ACK for a semi-sync write: a header-only message. */
+static void
+lk_recv_ack(struct lk *l, struct lk_rtag *t)
+{
+	px_hdr_encode(t->rack.hdr, PX_RECV_ACK, 0, 0, t->id);
+	t->rack.hlen = PX_HDR_SIZE;
+	t->rack.data = NULL;
+	t->rack.dlen = 0;
+	t->rack.owner = 0;	/* nothing to release: the ack after it frees the tag */
+	lk_txq_add(l, &t->rack);
+}
+
+static int
+lk_check_io(struct lk *l, const struct px_io *io, const struct px_msg *m, int data)
+{
+	if (io->length == 0 || io->offset > l->res->size ||
+	    io->length > l->res->size - io->offset)
+		return -EPROTO;
+	if (data && (io->length > l->max_data || m->len != sizeof(struct px_io) + io->length))
+		return -EPROTO;
+	return 0;
+}
+
+/* Parses one message at the head of the receive buffer.  Returns 1 when
+ * it was consumed, 0 when more bytes are needed, -EAGAIN when out of tags,
+ * or -EPROTO with why set. */
+static int
+lk_parse_one(struct lk *l, char *why, size_t whylen)
+{
+	uint32_t avail = l->rx_tail - l->rx_head;
+	const char *p = l->rx + l->rx_head;
+	struct px_msg m;
+	struct px_io io;
+	struct lk_rtag *t;
+	int rc, data;
+
+	if (avail < PX_HDR_SIZE)
+		return 0;
+	rc = px_hdr_decode(p, l->max_data, &m, why, whylen);
+	if (rc)
+		return -EPROTO;
+	switch (m.type) {
+	case PX_WRITE_ACK: case PX_FLUSH_ACK: case PX_RS_ACK: case PX_RECV_ACK:
+		if (avail < PX_HDR_SIZE + m.len)
+			return 0;
+		if (lk_handle_ack(l, &m, p + PX_HDR_SIZE)) {
+			snprintf(why, whylen, "%s for a request never sent", px_type_name(m.type));
+			return -EPROTO;
+		}
+		l->rx_head += PX_HDR_SIZE + m.len;
+		return 1;
+	case PX_OOS:
+		if (avail < PX_HDR_SIZE + m.len)
+			return 0;
+		if (px_io_decode(p + PX_HDR_SIZE, m.len, &io) || lk_check_io(l, &io, &m, 0)) {
+			snprintf(why, whylen, "bad OOS range");
+			return -EPROTO;
+		}
+		dm_mark_oos(l->res->dm, io.offset, io.length);
+		l->rx_head += PX_HDR_SIZE + m.len;
+		return 1;
+	case PX_WRITE: case PX_RS_DATA: case PX_TRIM: case PX_FLUSH:
+		break;
+	default:
+		snprintf(why, whylen, "unexpected %s on a data link", px_type_name(m.type));
+		return -EPROTO;
+	}
+	/* Requests from the peer. */
+	if (m.type == PX_WRITE || m.type == PX_TRIM) {
+		if (!peer_accepts_writes(l->res)) {
+			snprintf(why, whylen, "peer sent %s but this node is primary",
+				 px_type_name(m.type));
+			return -EPROTO;
+		}
+	}
+	if (m.type != PX_FLUSH && avail < LK_IO_HDR)
+		return 0;
+	memset(&io, 0, sizeof(io));
+	if (m.type != PX_FLUSH && px_io_decode(p + PX_HDR_SIZE, sizeof(struct px_io), &io)) {
+		snprintf(why, whylen, "bad %s header", px_type_name(m.type));
+		return -EPROTO;
+	}
+	data = m.type == PX_WRITE || m.type == PX_RS_DATA;
+	if (m.type == PX_TRIM && m.len != sizeof(struct px_io)) {
+		snprintf(why, whylen, "TRIM with a payload");
+		return -EPROTO;
+	}
+	if (m.type != PX_FLUSH && lk_check_io(l, &io, &m, data)) {
+		snprintf(why, whylen, "%s range %llu+%u is invalid", px_type_name(m.type),
+			 (unsigned long long)io.offset, io.length);
+		return -EPROTO;
+	}
+	t = lk_rtag_get(l);
+	if (!t)
+		return -EAGAIN;
+	t->id = m.id;
+	t->type = m.type;
+	t->r.off = io.offset;
+	t->r.len = io.length;
+	t->r.flags = (m.flags & PX_F_FUA) ? REQ_F_FUA : 0;
+	t->r.replica = 1;
+	switch (m.type) {
+	case PX_FLUSH:
+		t->r.type = REQ_FLUSH;
+		t->r.off = 0;
+		t->r.len = 0;
+		l->rx_head += PX_HDR_SIZE;
+		lk_dispatch(l, t);
+		return 1;
+	case PX_TRIM:
+		t->r.type = (m.flags & PX_F_ZERO) ? REQ_WRITE_ZEROES : REQ_TRIM;
+		if (m.flags & PX_F_NO_HOLE)
+			t->r.flags |= REQ_F_NO_HOLE;
+		l->rx_head += LK_IO_HDR;
+		if (l->res->conf.protocol == CONF_PROTO_SEMISYNC)
+			lk_recv_ack(l, t);
+		lk_dispatch(l, t);
+		return 1;
+	}
+	t->r.type = REQ_WRITE;
+	l->rx_head += LK_IO_HDR;
+	avail = l->rx_tail - l->rx_head;
+	{
+		uint32_t take = MIN(avail, io.length);
+		memcpy(t->r.buf, l->rx + l->rx_head, take);
+		l->rx_head += take;
+		if (take < io.length) {
+			l->payload = t;
+			l->payload_got = take;
+			return 1;
+		}
+	}
+	if (m.type == PX_WRITE && l->res->conf.protocol == CONF_PROTO_SEMISYNC)
+		lk_recv_ack(l, t);
+	lk_dispatch(l, t);
+	return 1;
+}
+
+static void
+lk_recv(struct lk *l, void *buf, uint32_t len, int flags)
+{
+	struct io_uring_sqe *sqe = ev_get_sqe(l->q->loop);
+
+	io_uring_prep_recv(sqe, l->fd, buf, len, flags);
+	ev_sqe_set_op(sqe, &l->rx_op);
+	l->rx_busy = 1;
+}
+
+static void
+lk_rx_pump(struct lk *l)
+{
+	char why[160];
+	int rc;
+
+	if (l->rx_busy || l->rx_stopped || l->dead)
+		return;
+	if (l->payload) {
+		lk_recv(l, (char *)l->payload->r.buf + l->payload_got,
+			l->payload->r.len - l->payload_got, MSG_WAITALL);
+		return;
+	}
+	while ((rc = lk_parse_one(l, why, sizeof(why))) == 1) {
+		if (l->dead)
+			return;
+		if (l->payload)
+			break;
+	}
+	if (rc == -EPROTO) {
+		lk_fail(l, why);
+		return;
+	}
+	if (rc == -EAGAIN) {
+		l->stalled = 1;
+		return;
+	}
+	if (l->rx_head) {
+		memmove(l->rx, l->rx + l->rx_head, l->rx_tail - l->rx_head);
+		l->rx_tail -= l->rx_head;
+		l->rx_head = 0;
+	}
+	if (l->payload) {
+		lk_rx_pump(l);
+		return;
+	}
+	lk_recv(l, l->rx + l->rx_tail, LK_RX_BUF - l->rx_tail, 0);
+}
+
+static void
+lk_rx_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct lk *l = container_of(op, struct lk, rx_op);
+
+	(void)flags;
+	lk_enter(l);
+	l->rx_busy = 0;
+	if (res == -EINTR || res == -EAGAIN) {
+		lk_rx_pump(l);
+	} else if (res <= 0) {
+		char why[64];
+		snprintf(why, sizeof(why), "%s", res ? strerror(-res) : "peer closed the link");
+		lk_fail(l, l->dead ? NULL : why);
+	} else if (l->payload) {
+		l->payload_got += (uint32_t)res;
+		if (l->payload_got == l->payload->r.len) {
+			struct lk_rtag *t = l->payload;
+			l->payload = NULL;
+			if (t->type == PX_WRITE && l->res->conf.protocol == CONF_PROTO_SEMISYNC)
+				lk_recv_ack(l, t);
+			lk_dispatch(l, t);
+		}
+		lk_rx_pump(l);
+	} else {
+		l->rx_tail += (uint32_t)res;
+		lk_rx_pump(l);
+	}
+	lk_leave(l);
+}
+
+int
+lk_new(struct lk **out, struct res_queue *q, int fd)
+{
+	struct lk *l = calloc(1, sizeof(*l));
+	struct res *r = q->res;
+
+	if (!l)
+		goto nomem;
+	l->q = q;
+	l->res = r;
+	l->fd = fd;
+	l->max_data = r->conf.max_io_size;
+	l->depth = r->conf.queue_depth;
+	l->rx = malloc(LK_RX_BUF);
+	l->slots = calloc(LK_SLOTS, sizeof(*l->slots));
+	l->rtags = calloc(l->depth, sizeof(*l->rtags));
+	l->rbufs_len = (size_t)l->depth * l->max_data;
+	l->rbufs = mmap(NULL, l->rbufs_len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!l->rx || !l->slots || !l->rtags || l->rbufs == MAP_FAILED) {
+		if (l->rbufs && l->rbufs != MAP_FAILED)
+			munmap(l->rbufs, l->rbufs_len);
+		free(l->rx);
+		free(l->slots);
+		free(l->rtags);
+		free(l);
+		goto nomem;
+	}
+	for (uint32_t i = LK_SLOTS; i-- > 0;) {
+		l->slots[i].next_free = l->free_slots;
+		l->free_slots = &l->slots[i];
+	}
+	for (uint32_t i = l->depth; i-- > 0;) {
+		struct lk_rtag *t = &l->rtags[i];
+		t->l = l;
+		t->r.tag = (uint16_t)i;
+		t->r.buf = (char *)l->rbufs + (size_t)i * l->max_data;
+		t->r.complete = lk_rtag_complete;
+		t->next = l->free_rtags;
+		l->free_rtags = t;
+	}
+	l->rx_op.cb = lk_rx_done;
+	l->tx_op.cb = lk_tx_done;
+	*out = l;
+	lk_enter(l);
+	lk_rx_pump(l);
+	lk_leave(l);
+	return 0;
+nomem:
+	close(fd);
+	return -ENOMEM;
+}

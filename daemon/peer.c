@@ -1,0 +1,1096 @@
+#include "daemon/peer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon/bitmap.h"
+#include "daemon/gen.h"
+#include "daemon/link.h"
+#include "daemon/resource.h"
+#include "daemon/resync.h"
+#include "daemon/rsm.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "proto/px.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#define PEER_HS_TIMEOUT_MS  5000
+#define PEER_BACKOFF_MIN_MS 100
+#define PEER_BACKOFF_MAX_MS 3000
+
+/* Fields marked (lock) are protected by res->lock; the rest belong to the
+ * peer thread. */
+struct peer {
+	struct res *res;
+	pthread_t thread;
+	int started;
+	int efd;                 /* wakes the peer thread */
+	int listen_fd;           /* the listener node's socket, or -1 */
+	int initiator;           /* our name sorts first: we connect */
+	unsigned char secret[4096];
+	size_t secret_len;
+	int meta_fd;
+	uint64_t session;
+
+	/* (lock) */
+	int stop;
+	int want;                /* connect (1) or stay standalone (0) */
+	int discard_my_data;
+	int restart;             /* drop the session and connect again */
+	int state_dirty;         /* local role/disk changed: send STATE */
+	int link_failed;
+	int resync_done;
+	unsigned links_open;     /* data links posted to queues and not yet closed */
+	unsigned epoch;          /* bumped at every teardown */
+	int peer_known, peer_role, peer_disk;
+};
+
+struct link_msg {
+	struct ev_msg msg;
+	struct res_queue *q;
+	int fd;
+	unsigned epoch;
+};
+
+static void
+peer_wake(struct peer *p)
+{
+	uint64_t one = 1;
+
+	if (write(p->efd, &one, sizeof(one)) < 0)
+		LOG_ERROR("peer: eventfd write failed: %s", strerror(errno));
+}
+
+static void
+peer_set(struct peer *p, int *field, int value)
+{
+	pthread_mutex_lock(&p->res->lock);
+	*field = value;
+	pthread_mutex_unlock(&p->res->lock);
+	peer_wake(p);
+}
+
+/* ---- called from other threads ---- */
+
+void
+peer_link_failed(struct res_queue *q)
+{
+	struct peer *p = q->res->peer;
+
+	peer_set(p, &p->link_failed, 1);
+}
+
+void
+peer_link_closed(struct res_queue *q)
+{
+	struct res *r = q->res;
+
+	q->link = NULL;
+	pthread_mutex_lock(&r->lock);
+	r->peer->links_open--;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+int
+peer_accepts_writes(struct res *r)
+{
+	struct rsm_state s;
+
+	rsm_get(r, &s);
+	return s.role == RSM_SECONDARY;
+}
+
+void
+peer_resync_done(struct res *r)
+{
+	peer_set(r->peer, &r->peer->resync_done, 1);
+}
+
+void
+peer_state_changed(struct res *r)
+{
+	if (r->peer)
+		peer_set(r->peer, &r->peer->state_dirty, 1);
+}
+
+int
+peer_info(struct res *r, int *role, int *disk)
+{
+	struct peer *p = r->peer;
+	int known;
+
+	if (!p)
+		return -ENOENT;
+	pthread_mutex_lock(&r->lock);
+	known = p->peer_known;
+	*role = p->peer_role;
+	*disk = p->peer_disk;
+	pthread_mutex_unlock(&r->lock);
+	return known ? 0 : -ENOENT;
+}
+
+int
+peer_connect(struct res *r, int discard_my_data, char *why, size_t len)
+{
+	struct peer *p = r->peer;
+
+	if (!p) {
+		snprintf(why, len, "no peer: configure a second [node] and a secret-file");
+		return -ENOTCONN;
+	}
+	pthread_mutex_lock(&r->lock);
+	p->want = 1;
+	if (discard_my_data)
+		p->discard_my_data = 1;
+	pthread_mutex_unlock(&r->lock);
+	peer_wake(p);
+	return 0;
+}
+
+int
+peer_reconnect(struct res *r)
+{
+	struct peer *p = r->peer;
+
+	if (!p)
+		return -ENOTCONN;
+	pthread_mutex_lock(&r->lock);
+	p->restart = 1;
+	p->want = 1;
+	pthread_mutex_unlock(&r->lock);
+	peer_wake(p);
+	return 0;
+}
+
+int
+peer_disconnect(struct res *r, char *why, size_t len)
+{
+	struct peer *p = r->peer;
+
+	if (!p) {
+		snprintf(why, len, "no peer configured");
+		return -ENOTCONN;
+	}
+	peer_set(p, &p->want, 0);
+	return 0;
+}
+
+/* ---- state ---- */
+
+static void
+peer_conn_state(struct res *r, enum rsm_conn c, enum rsm_repl repl, const char *why)
+{
+	struct rsm_state s;
+
+	rsm_get(r, &s);
+	s.conn = c;
+	s.repl = repl;
+	rsm_set(r, &s, why);
+}
+
+static void
+peer_local_state(struct res *r, struct px_state *st)
+{
+	struct meta_sb sb;
+	struct rsm_state s;
+	struct dm_stats ds;
+
+	dm_sb_get(r->dm, &sb);
+	rsm_get(r, &s);
+	dm_get_stats(r->dm, &ds);
+	memset(st, 0, sizeof(*st));
+	st->role = s.role == RSM_PRIMARY;
+	st->disk = (uint8_t)s.disk;
+	st->flags = sb.flags;
+	st->data_size = sb.data_size;
+	st->granularity = sb.granularity;
+	st->gen_current = sb.gen_current;
+	st->gen_bitmap = sb.gen_bitmap;
+	memcpy(st->gen_history, sb.gen_history, sizeof(st->gen_history));
+	st->oos_bits = (ds.oos_bytes + sb.granularity - 1) / sb.granularity;
+	st->node_uuid = sb.node_uuid;
+	pthread_mutex_lock(&r->lock);
+	if (r->peer && r->peer->discard_my_data)
+		st->flags |= META_F_DISCARD_REQUESTED;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void
+peer_gen_side(const struct px_state *st, int discard, struct gen_side *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->current = st->gen_current;
+	g->bitmap = st->gen_bitmap;
+	memcpy(g->history, st->gen_history, sizeof(g->history));
+	g->node_uuid = st->node_uuid;
+	g->oos_bits = st->oos_bits;
+	g->primary = st->role;
+	g->crashed_primary = !!(st->flags & META_F_CRASHED_PRIMARY);
+	g->discard_my_data = discard;
+	g->uptodate = st->disk == RSM_D_UPTODATE;
+}
+
+static void
+peer_remember(struct peer *p, const struct px_state *st)
+{
+	pthread_mutex_lock(&p->res->lock);
+	p->peer_known = 1;
+	p->peer_role = st->role;
+	p->peer_disk = st->disk;
+	pthread_mutex_unlock(&p->res->lock);
+}
+
+/* ---- sockets ---- */
+
+static void
+peer_timeouts(int fd, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int
+peer_resolve(const struct conf_node *n, struct addrinfo **ai, int passive)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+	char port[8];
+
+	if (passive)
+		hints.ai_flags = AI_PASSIVE;
+	snprintf(port, sizeof(port), "%u", n->port);
+	return getaddrinfo(n->host, port, &hints, ai) ? -EHOSTUNREACH : 0;
+}
+
+/* Waits up to ms for fd (or the wake eventfd); 1 ready, 0 timeout/wake. */
+static int
+peer_poll(struct peer *p, int fd, short ev, int ms)
+{
+	struct pollfd pf[2] = { { .fd = fd, .events = ev }, { .fd = p->efd, .events = POLLIN } };
+	int n = poll(pf, 2, ms);
+
+	return n > 0 && (pf[0].revents & (ev | POLLERR | POLLHUP)) ? 1 : 0;
+}
+
+static int
+peer_dial(struct peer *p, int ms)
+{
+	struct res *r = p->res;
+	struct addrinfo *ai;
+	int fd, rc, err = 0;
+	socklen_t el = sizeof(err);
+
+	rc = peer_resolve(&r->conf.nodes[r->conf.peer], &ai, 0);
+	if (rc)
+		return rc;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return -errno;
+	}
+	rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (rc < 0 && errno != EINPROGRESS) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (rc < 0) {
+		if (!peer_poll(p, fd, POLLOUT, ms) ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
+			close(fd);
+			return err ? -err : -ETIMEDOUT;
+		}
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	peer_timeouts(fd, PEER_HS_TIMEOUT_MS);
+	return fd;
+}
+
+static int
+peer_accept(struct peer *p, int ms)
+{
+	int fd;
+
+	if (!peer_poll(p, p->listen_fd, POLLIN, ms))
+		return -ETIMEDOUT;
+	fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	peer_timeouts(fd, PEER_HS_TIMEOUT_MS);
+	return fd;
+}
+
+static int
+peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_result *out)
+{
+	struct res *r = p->res;
+	struct px_hs_params hp = {
+		.initiator = p->initiator,
+		.node = r->conf.nodes[r->conf.self].name,
+		.peer = r->conf.nodes[r->conf.peer].name,
+		.resource = r->conf.name,
+		.secret = p->secret,
+		.secret_len = p->secret_len,
+		.link = link,
+		.queue = queue,
+		.session = p->session,
+		.features = 0,
+	};
+	char err[256];
+	int rc = px_handshake(fd, &hp, out, err, sizeof(err));
+
+	if (rc) {
+		LOG_WARN("peer: %s link handshake failed: %s", link == PX_LINK_META ? "meta" : "data",
+			 err);
+		return rc;
+	}
+	if (out->link != link) {
+		LOG_WARN("peer: expected a %s link, the peer opened another kind",
+			 link == PX_LINK_META ? "meta" : "data");
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* ---- links to queues ---- */
+
+static void
+peer_adopt_run(struct ev_msg *m)
+{
+	struct link_msg *lm = container_of(m, struct link_msg, msg);
+	struct res_queue *q = lm->q;
+	struct res *r = q->res;
+	unsigned epoch;
+	int rc = -ESTALE;
+
+	pthread_mutex_lock(&r->lock);
+	epoch = r->peer->epoch;
+	pthread_mutex_unlock(&r->lock);
+	if (epoch == lm->epoch && !q->link)
+		rc = lk_new(&q->link, q, lm->fd);
+	else
+		close(lm->fd);
+	if (rc) {
+		pthread_mutex_lock(&r->lock);
+		r->peer->links_open--;
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+	}
+	free(lm);
+}
+
+static void
+peer_fail_run(struct ev_msg *m)
+{
+	struct link_msg *lm = container_of(m, struct link_msg, msg);
+
+	if (lm->q->link)
+		lk_fail(lm->q->link, NULL);
+	free(lm);
+}
+
+static int
+peer_post(struct peer *p, struct res_queue *q, int fd, void (*fn)(struct ev_msg *))
+{
+	struct link_msg *lm = calloc(1, sizeof(*lm));
+
+	if (!lm) {
+		if (fd >= 0)
+			close(fd);
+		return -ENOMEM;
+	}
+	lm->msg.fn = fn;
+	lm->q = q;
+	lm->fd = fd;
+	pthread_mutex_lock(&p->res->lock);
+	lm->epoch = p->epoch;
+	if (fn == peer_adopt_run)
+		p->links_open++;
+	pthread_mutex_unlock(&p->res->lock);
+	ev_post(q->loop, &lm->msg);
+	return 0;
+}
+
+/* Ends every data link and waits until the queues have let go of them. */
+static void
+peer_teardown(struct peer *p, const char *why)
+{
+	struct res *r = p->res;
+	struct rsm_state s;
+	struct meta_sb sb;
+
+	if (p->meta_fd >= 0) {
+		px_send(p->meta_fd, PX_DISCONNECT, 0, 0, NULL, 0);
+		close(p->meta_fd);
+		p->meta_fd = -1;
+	}
+	pthread_mutex_lock(&r->lock);
+	p->epoch++;
+	p->peer_known = 0;
+	pthread_mutex_unlock(&r->lock);
+	for (unsigned i = 0; i < r->nqueues; i++)
+		peer_post(p, &r->queues[i], -1, peer_fail_run);
+	pthread_mutex_lock(&r->lock);
+	while (p->links_open)
+		pthread_cond_wait(&r->cond, &r->lock);
+	/* Only now: the old links report their end while they go. */
+	p->link_failed = 0;
+	p->resync_done = 0;
+	pthread_mutex_unlock(&r->lock);
+	rsm_get(r, &s);
+	/* A primary that goes on alone starts a new generation, so the peer
+	 * can later tell that this side changed (rule 4 of gen_compare). */
+	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED) {
+		dm_sb_get(r->dm, &sb);
+		if (sb.gen_bitmap == 0) {
+			sb.gen_bitmap = sb.gen_current;
+			memmove(&sb.gen_history[1], &sb.gen_history[0],
+				sizeof(sb.gen_history) - sizeof(sb.gen_history[0]));
+			sb.gen_history[0] = sb.gen_current;
+			sb.gen_current = meta_new_gen();
+			dm_sb_write(r->dm, &sb);
+		}
+	}
+	if (s.conn != RSM_C_SPLITBRAIN)
+		peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, why);
+}
+
+/* ---- the connection sequence ---- */
+
+static int
+peer_send_bitmap(struct peer *p)
+{
+	struct res *r = p->res;
+	static unsigned char buf[sizeof(struct px_bitmap) + PX_BITMAP_CHUNK];
+	uint64_t bytes = dm_bitmap_bytes(r->dm);
+	int rc;
+
+	for (uint64_t off = 0; off < bytes; off += PX_BITMAP_CHUNK) {
+		uint32_t n = (uint32_t)MIN(PX_BITMAP_CHUNK, bytes - off);
+		uint64_t first_bit = htobe64(off * 8);
+
+		memcpy(buf, &first_bit, sizeof(first_bit));
+		dm_bitmap_get(r->dm, off, buf + sizeof(struct px_bitmap), n);
+		rc = px_send(p->meta_fd, PX_BITMAP, 0, 0, buf, (uint32_t)sizeof(struct px_bitmap) + n);
+		if (rc)
+			return rc;
+	}
+	return px_send(p->meta_fd, PX_BITMAP_DONE, 0, 0, NULL, 0);
+}
+
+static int
+peer_recv_bitmap(struct peer *p)
+{
+	struct res *r = p->res;
+	static unsigned char buf[sizeof(struct px_bitmap) + PX_BITMAP_CHUNK];
+	uint64_t bytes = dm_bitmap_bytes(r->dm);
+	struct px_msg m;
+	char why[160];
+	int rc;
+
+	for (;;) {
+		uint64_t first;
+
+		rc = px_recv(p->meta_fd, &m, buf, sizeof(buf), r->conf.max_io_size, why, sizeof(why));
+		if (rc) {
+			LOG_WARN("peer: receiving the bitmap: %s", rc == -EPROTO ? why : strerror(-rc));
+			return rc;
+		}
+		if (m.type == PX_BITMAP_DONE)
+			return 0;
+		if (m.type != PX_BITMAP || m.len < sizeof(struct px_bitmap))
+			return -EPROTO;
+		memcpy(&first, buf, sizeof(first));
+		first = be64toh(first);
+		if (first % 8 || first / 8 > bytes ||
+		    m.len - sizeof(struct px_bitmap) > bytes - first / 8) {
+			LOG_WARN("peer: bitmap chunk out of range");
+			return -EPROTO;
+		}
+		dm_bitmap_or(r->dm, first / 8, buf + sizeof(struct px_bitmap),
+			      m.len - (uint32_t)sizeof(struct px_bitmap));
+	}
+}
+
+static int
+peer_exchange_state(struct peer *p, struct px_state *mine, struct px_state *theirs)
+{
+	unsigned char buf[sizeof(struct px_state)];
+	struct px_msg m;
+	char why[160];
+	int rc;
+
+	peer_local_state(p->res, mine);
+	px_state_encode(buf, mine);
+	rc = px_send(p->meta_fd, PX_STATE, 0, 0, buf, sizeof(buf));
+	if (rc)
+		return rc;
+	rc = px_recv(p->meta_fd, &m, buf, sizeof(buf), p->res->conf.max_io_size, why, sizeof(why));
+	if (rc)
+		return rc;
+	if (m.type != PX_STATE || px_state_decode(buf, m.len, theirs))
+		return -EPROTO;
+	peer_remember(p, theirs);
+	return 0;
+}
+
+static enum gen_sb_policy
+peer_sb_policy(const struct res *r)
+{
+	return (enum gen_sb_policy)r->conf.after_sb_0pri;
+}
+
+/* Decides what to do on this connection; returns the decision, or -1
+ * when the connection must not go on (message logged, state set). */
+static int
+peer_decide(struct peer *p, const struct px_state *mine, const struct px_state *theirs)
+{
+	struct res *r = p->res;
+	struct gen_side a, b;
+	enum gen_decision d;
+	int discard, rule = 0;
+	char why[160];
+
+	if (theirs->data_size != mine->data_size || theirs->granularity != mine->granularity) {
+		LOG_ERROR("peer: disk geometry differs (peer %llu bytes, granularity %u; here %llu, %u)",
+			  (unsigned long long)theirs->data_size, theirs->granularity,
+			  (unsigned long long)mine->data_size, mine->granularity);
+		return -1;
+	}
+	pthread_mutex_lock(&r->lock);
+	discard = p->discard_my_data;
+	pthread_mutex_unlock(&r->lock);
+	peer_gen_side(mine, discard, &a);
+	peer_gen_side(theirs, 0, &b);
+	/* The peer's discard-my-data travels as its disk state? No: as a flag
+	 * we cannot see; it decides symmetrically on its side. */
+	b.discard_my_data = !!(theirs->flags & META_F_DISCARD_REQUESTED);
+	d = gen_compare(&a, &b, &rule);
+	if (d == GEN_SPLIT_BRAIN)
+		d = gen_resolve_split_brain(&a, &b, peer_sb_policy(r));
+	LOG_INFO("peer: generations: local %016llx/%016llx, peer %016llx/%016llx: %s (rule %d)",
+		 (unsigned long long)mine->gen_current, (unsigned long long)mine->gen_bitmap,
+		 (unsigned long long)theirs->gen_current, (unsigned long long)theirs->gen_bitmap,
+		 gen_decision_name(d), rule);
+	if (mine->role && theirs->role) {
+		snprintf(why, sizeof(why), "both nodes are primary");
+		d = GEN_SPLIT_BRAIN;
+	}
+	if (d == GEN_SPLIT_BRAIN) {
+		LOG_ERROR("peer: split brain detected: both nodes changed the data while apart; "
+			  "nothing is moved (resolve with discard-my-data on one node, then connect)");
+		peer_conn_state(r, RSM_C_SPLITBRAIN, RSM_R_OFF, "split brain");
+		return -1;
+	}
+	if (d == GEN_UNRELATED) {
+		LOG_ERROR("peer: the peer's data is unrelated to ours (no common generation): "
+			  "refusing to connect");
+		return -1;
+	}
+	if (mine->role && (d == GEN_TARGET_BITMAP || d == GEN_TARGET_FULL)) {
+		LOG_ERROR("peer: this node is primary but would have to become sync target: demote it");
+		return -1;
+	}
+	if (theirs->role && (d == GEN_SOURCE_BITMAP || d == GEN_SOURCE_FULL)) {
+		LOG_ERROR("peer: the peer is primary but would have to become sync target");
+		return -1;
+	}
+	return (int)d;
+}
+
+/* The target's data is inconsistent from the first resync write on. */
+static void
+peer_begin_target(struct res *r)
+{
+	struct meta_sb sb;
+	struct rsm_state s;
+
+	dm_sb_get(r->dm, &sb);
+	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
+	dm_sb_write(r->dm, &sb);
+	rsm_get(r, &s);
+	s.disk = RSM_D_INCONSISTENT;
+	rsm_set(r, &s, "sync target");
+}
+
+static int
+peer_open_data_links(struct peer *p)
+{
+	struct res *r = p->res;
+	struct px_hs_result hr;
+	unsigned got = 0, seen = 0;
+	int fd, rc;
+
+	for (unsigned i = 0; i < r->nqueues; i++) {
+		if (p->initiator) {
+			fd = peer_dial(p, PEER_HS_TIMEOUT_MS);
+			if (fd < 0)
+				return fd;
+			rc = peer_hs(p, fd, PX_LINK_DATA, (uint16_t)i, &hr);
+		} else {
+			fd = peer_accept(p, PEER_HS_TIMEOUT_MS);
+			if (fd < 0)
+				return fd;
+			rc = peer_hs(p, fd, PX_LINK_DATA, 0, &hr);
+			if (!rc && (hr.queue >= r->nqueues || (seen & (1u << hr.queue)))) {
+				LOG_WARN("peer: data link for queue %u refused", hr.queue);
+				rc = -EPROTO;
+			}
+		}
+		if (rc) {
+			close(fd);
+			return rc;
+		}
+		seen |= 1u << hr.queue;
+		/* The data path runs on the queue's ring: no socket timeouts. */
+		peer_timeouts(fd, 0);
+		rc = peer_post(p, &r->queues[p->initiator ? i : hr.queue], fd, peer_adopt_run);
+		if (rc)
+			return rc;
+		got++;
+	}
+	return got == r->nqueues ? 0 : -EPROTO;
+}
+
+static void
+peer_sync_finished_target(struct peer *p, const struct px_state *src)
+{
+	struct res *r = p->res;
+	struct meta_sb sb;
+	struct rsm_state s;
+
+	dm_sb_get(r->dm, &sb);
+	sb.gen_current = src->gen_current;
+	sb.gen_bitmap = 0;
+	sb.flags |= META_F_UPTODATE | META_F_CONSISTENT;
+	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY | META_F_DISCARD_REQUESTED);
+	dm_sb_write(r->dm, &sb);
+	rsm_get(r, &s);
+	s.disk = RSM_D_UPTODATE;
+	s.repl = RSM_R_ESTABLISHED;
+	rsm_set(r, &s, "resync finished");
+	pthread_mutex_lock(&r->lock);
+	p->discard_my_data = 0;
+	p->peer_disk = RSM_D_UPTODATE;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void
+peer_sync_finished_source(struct peer *p)
+{
+	struct res *r = p->res;
+	struct meta_sb sb;
+	unsigned char buf[sizeof(struct px_state)];
+	struct px_state st;
+	struct rsm_state s;
+
+	dm_sb_get(r->dm, &sb);
+	sb.gen_bitmap = 0;
+	sb.flags &= ~META_F_CRASHED_PRIMARY;
+	dm_sb_write(r->dm, &sb);
+	peer_local_state(r, &st);
+	px_state_encode(buf, &st);
+	px_send(p->meta_fd, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
+	rsm_get(r, &s);
+	s.repl = RSM_R_ESTABLISHED;
+	rsm_set(r, &s, "resync finished");
+	pthread_mutex_lock(&r->lock);
+	p->peer_disk = RSM_D_UPTODATE;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* In sync with the peer from the start: no bitmap generation needed. */
+static void
+peer_in_sync(struct res *r)
+{
+	struct meta_sb sb;
+
+	dm_sb_get(r->dm, &sb);
+	if (sb.gen_bitmap || (sb.flags & META_F_CRASHED_PRIMARY)) {
+		sb.gen_bitmap = 0;
+		sb.flags &= ~META_F_CRASHED_PRIMARY;
+		dm_sb_write(r->dm, &sb);
+	}
+}
+
+/* Keeps the meta link: pings, peer state, resync end, local changes. */
+static void
+peer_established(struct peer *p, int source, int target)
+{
+	struct res *r = p->res;
+	unsigned char buf[sizeof(struct px_state)];
+	uint64_t last_rx = util_now_ms(), last_tx = last_rx;
+	uint32_t timeout = r->conf.ping_timeout_ms;
+	char why[160];
+	int rc;
+
+	for (;;) {
+		struct pollfd pf[2] = { { .fd = p->meta_fd, .events = POLLIN },
+					{ .fd = p->efd, .events = POLLIN } };
+		int stop, want, dirty, failed, done, restart;
+		uint64_t now;
+
+		poll(pf, 2, (int)MAX(timeout / 4, 10));
+		if (pf[1].revents & POLLIN) {
+			uint64_t v;
+			if (read(p->efd, &v, sizeof(v)) < 0)
+				(void)0;
+		}
+		pthread_mutex_lock(&r->lock);
+		stop = p->stop;
+		want = p->want;
+		dirty = p->state_dirty;
+		failed = p->link_failed;
+		done = p->resync_done;
+		restart = p->restart;
+		p->restart = 0;
+		p->state_dirty = 0;
+		p->resync_done = 0;
+		pthread_mutex_unlock(&r->lock);
+		if (stop || !want) {
+			peer_teardown(p, stop ? "shutting down" : "disconnect");
+			return;
+		}
+		if (failed) {
+			peer_teardown(p, "a data link failed");
+			return;
+		}
+		if (restart) {
+			peer_teardown(p, "reconnect");
+			return;
+		}
+		if (done && source) {
+			source = 0;
+			peer_sync_finished_source(p);
+		}
+		if (dirty) {
+			struct px_state st;
+			peer_local_state(r, &st);
+			px_state_encode(buf, &st);
+			px_send(p->meta_fd, PX_STATE, 0, 0, buf, sizeof(buf));
+			last_tx = util_now_ms();
+		}
+		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			struct px_msg m;
+			struct px_state st;
+
+			rc = px_recv(p->meta_fd, &m, buf, sizeof(buf), r->conf.max_io_size, why,
+				     sizeof(why));
+			if (rc) {
+				LOG_WARN("peer: meta link: %s", rc == -EPROTO ? why : rc == -ECONNRESET ?
+					 "peer closed the connection" : strerror(-rc));
+				peer_teardown(p, "peer lost");
+				return;
+			}
+			last_rx = util_now_ms();
+			switch (m.type) {
+			case PX_PING:
+				px_send(p->meta_fd, PX_PING_ACK, 0, 0, NULL, 0);
+				last_tx = last_rx;
+				break;
+			case PX_PING_ACK:
+				break;
+			case PX_STATE:
+			case PX_SYNC_DONE:
+				if (px_state_decode(buf, m.len, &st)) {
+					peer_teardown(p, "bad state from peer");
+					return;
+				}
+				peer_remember(p, &st);
+				if (m.type == PX_SYNC_DONE && target) {
+					target = 0;
+					peer_sync_finished_target(p, &st);
+				}
+				if (st.role) {
+					struct rsm_state s;
+					rsm_get(r, &s);
+					if (s.role == RSM_PRIMARY) {
+						LOG_ERROR("peer: both nodes became primary: disconnecting");
+						peer_teardown(p, "both primary");
+						peer_conn_state(r, RSM_C_SPLITBRAIN, RSM_R_OFF, "both primary");
+						peer_set(p, &p->want, 0);
+						return;
+					}
+				}
+				/* Status and events show the peer's new view. */
+				peer_conn_state(r, RSM_C_CONNECTED, source ? RSM_R_SYNCSOURCE :
+						target ? RSM_R_SYNCTARGET : RSM_R_ESTABLISHED, "peer state");
+				break;
+			case PX_DISCONNECT:
+				LOG_INFO("peer: the peer disconnected");
+				peer_teardown(p, "peer disconnected");
+				return;
+			default:
+				LOG_WARN("peer: unexpected %s on the meta link", px_type_name(m.type));
+				peer_teardown(p, "protocol error");
+				return;
+			}
+		}
+		now = util_now_ms();
+		if (now - last_rx > timeout) {
+			LOG_WARN("peer: no answer for %u ms: peer considered dead", timeout);
+			peer_teardown(p, "ping timeout");
+			return;
+		}
+		if (now - last_tx >= timeout / 4) {
+			if (px_send(p->meta_fd, PX_PING, 0, 0, NULL, 0)) {
+				peer_teardown(p, "peer lost");
+				return;
+			}
+			last_tx = now;
+		}
+	}
+}
+
+/* One attempt: meta link up to established (or refused). */
+static void
+peer_session(struct peer *p, int fd)
+{
+	struct res *r = p->res;
+	struct px_hs_result hr;
+	struct px_state mine, theirs;
+	int d, source, target, rc;
+
+	p->meta_fd = fd;
+	p->session = 0;
+	if (peer_hs(p, fd, PX_LINK_META, 0, &hr))
+		goto fail;
+	/* Derived by both sides in the handshake; data links must carry it. */
+	p->session = hr.session;
+	if (peer_exchange_state(p, &mine, &theirs)) {
+		LOG_WARN("peer: state exchange failed");
+		goto fail;
+	}
+	d = peer_decide(p, &mine, &theirs);
+	if (d < 0) {
+		px_send(fd, PX_DISCONNECT, 0, 0, NULL, 0);
+		close(fd);
+		p->meta_fd = -1;
+		/* Do not retry by itself: the operator decides. */
+		peer_set(p, &p->want, 0);
+		return;
+	}
+	/* Bitmaps: connector first, then listener, so neither blocks on a
+	 * full socket while the other also sends. */
+	if (p->initiator)
+		rc = peer_send_bitmap(p) ?: peer_recv_bitmap(p);
+	else
+		rc = peer_recv_bitmap(p) ?: peer_send_bitmap(p);
+	if (rc)
+		goto fail;
+	source = d == GEN_SOURCE_BITMAP || d == GEN_SOURCE_FULL;
+	target = d == GEN_TARGET_BITMAP || d == GEN_TARGET_FULL;
+	if (d == GEN_SOURCE_FULL || d == GEN_TARGET_FULL)
+		dm_mark_all(r->dm);
+	if (target)
+		peer_begin_target(r);
+	if (d == GEN_NO_SYNC)
+		peer_in_sync(r);
+	rc = peer_open_data_links(p);
+	if (rc) {
+		LOG_WARN("peer: opening data links failed: %s", strerror(-rc));
+		goto fail;
+	}
+	/* Queue sockets need no timeouts; the meta link keeps short ones. */
+	peer_timeouts(fd, (int)r->conf.ping_timeout_ms);
+	pthread_mutex_lock(&r->lock);
+	r->rs_total_bytes = 0;
+	atomic_store(&r->rs_done_bytes, 0);
+	r->rs_start_ms = util_now_ms();
+	pthread_mutex_unlock(&r->lock);
+	if (source || target) {
+		struct dm_stats st;
+		dm_get_stats(r->dm, &st);
+		pthread_mutex_lock(&r->lock);
+		r->rs_total_bytes = st.oos_bytes;
+		pthread_mutex_unlock(&r->lock);
+	}
+	peer_conn_state(r, RSM_C_CONNECTED, source ? RSM_R_SYNCSOURCE : target ? RSM_R_SYNCTARGET
+				      : RSM_R_ESTABLISHED, gen_decision_name((enum gen_decision)d));
+	/* The source moves its bits; a primary also repairs any bit set while
+	 * the links were coming up. */
+	if (source || mine.role)
+		resync_kick(r);
+	peer_established(p, source, target);
+	return;
+fail:
+	peer_teardown(p, "connection failed");
+}
+
+static void *
+peer_main(void *arg)
+{
+	struct peer *p = arg;
+	struct res *r = p->res;
+	unsigned backoff = PEER_BACKOFF_MIN_MS;
+
+	pthread_setname_np(pthread_self(), "mirrord-peer");
+	for (;;) {
+		int stop, want, fd;
+
+		pthread_mutex_lock(&r->lock);
+		stop = p->stop;
+		want = p->want;
+		pthread_mutex_unlock(&r->lock);
+		if (stop)
+			break;
+		if (!want) {
+			struct rsm_state s;
+			uint64_t v;
+			rsm_get(r, &s);
+			if (s.conn == RSM_C_CONNECTING || s.conn == RSM_C_CONNECTED)
+				peer_conn_state(r, RSM_C_STANDALONE, RSM_R_OFF, "disconnect");
+			/* Drain stray accepts so a retrying peer sees a refusal. */
+			if (p->listen_fd >= 0 && peer_poll(p, p->listen_fd, POLLIN, 500)) {
+				int c = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+				if (c >= 0)
+					close(c);
+			} else if (p->listen_fd < 0) {
+				struct pollfd pf = { .fd = p->efd, .events = POLLIN };
+				poll(&pf, 1, 500);
+			}
+			if (read(p->efd, &v, sizeof(v)) < 0)
+				(void)0;
+			continue;
+		}
+		{
+			struct rsm_state s;
+			rsm_get(r, &s);
+			if (s.conn != RSM_C_CONNECTING)
+				peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, "connect");
+		}
+		fd = p->initiator ? peer_dial(p, 1000) : peer_accept(p, 500);
+		if (fd < 0) {
+			if (p->initiator) {
+				struct pollfd pf = { .fd = p->efd, .events = POLLIN };
+				poll(&pf, 1, (int)backoff);
+				backoff = MIN(backoff * 2, PEER_BACKOFF_MAX_MS);
+			}
+			continue;
+		}
+		backoff = PEER_BACKOFF_MIN_MS;
+		peer_session(p, fd);
+	}
+	return NULL;
+}
+
+/* ---- start / stop ---- */
+
+static int
+peer_listen(struct peer *p, char *err, size_t errlen)
+{
+	struct res *r = p->res;
+	struct addrinfo *ai;
+	int fd, one = 1, rc;
+
+	rc = peer_resolve(&r->conf.nodes[r->conf.self], &ai, 1);
+	if (rc) {
+		snprintf(err, errlen, "cannot resolve this node's address %s",
+			 r->conf.nodes[r->conf.self].address);
+		return rc;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return -errno;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 8) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", r->conf.nodes[r->conf.self].address,
+			 strerror(errno));
+		close(fd);
+		freeaddrinfo(ai);
+		return rc;
+	}
+	freeaddrinfo(ai);
+	p->listen_fd = fd;
+	return 0;
+}
+
+int
+peer_start(struct res *r, char *err, size_t errlen)
+{
+	struct peer *p;
+	int rc;
+
+	if (r->conf.peer < 0)
+		return 0;
+	if (!r->conf.secret_file[0]) {
+		LOG_WARN("no secret-file configured: running standalone (the replication link "
+			 "needs a shared secret)");
+		return 0;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->res = r;
+	p->listen_fd = -1;
+	p->meta_fd = -1;
+	rc = px_load_secret(r->conf.secret_file, p->secret, sizeof(p->secret), &p->secret_len,
+			    err, errlen);
+	if (rc) {
+		free(p);
+		return rc;
+	}
+	p->initiator = strcmp(r->conf.nodes[r->conf.self].name,
+			      r->conf.nodes[r->conf.peer].name) < 0;
+	if (!p->initiator) {
+		rc = peer_listen(p, err, errlen);
+		if (rc) {
+			free(p);
+			return rc;
+		}
+	}
+	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->want = 1;
+	r->peer = p;
+	rc = pthread_create(&p->thread, NULL, peer_main, p);
+	if (rc) {
+		r->peer = NULL;
+		close(p->efd);
+		if (p->listen_fd >= 0)
+			close(p->listen_fd);
+		free(p);
+		return -rc;
+	}
+	p->started = 1;
+	return 0;
+}
+
+void
+peer_stop(struct res *r)
+{
+	struct peer *p = r->peer;
+
+	if (!p)
+		return;
+	peer_set(p, &p->stop, 1);
+	pthread_join(p->thread, NULL);
+	if (p->meta_fd >= 0)
+		close(p->meta_fd);
+	if (p->listen_fd >= 0)
+		close(p->listen_fd);
+	close(p->efd);
+	OPENSSL_cleanse(p->secret, sizeof(p->secret));
+	r->peer = NULL;
+	free(p);
+}

@@ -1,0 +1,39 @@
+/* peer: the connection to the other node.  A peer thread owns the meta
+ * link (blocking I/O): it connects (the node whose name sorts first) or
+ * accepts, authenticates, exchanges state and bitmaps, decides the sync
+ * direction with gen_compare(), opens one data link per queue and hands
+ * each to its queue thread, then keeps the meta link alive with pings.
+ * When anything fails it tears every link down and reconnects with
+ * back-off; the node keeps serving meanwhile (degraded: writes are marked
+ * out of sync). */
+#ifndef BLKMIRROR_PEER_H
+#define BLKMIRROR_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct res;
+struct res_queue;
+
+/* Starts the peer thread when a peer is configured.  0 or -errno with
+ * err set (e.g. an unreadable secret file). */
+int peer_start(struct res *r, char *err, size_t errlen);
+void peer_stop(struct res *r);
+
+/* Operator commands (control thread).  0 or -errno with why set. */
+int peer_connect(struct res *r, int discard_my_data, char *why, size_t len);
+int peer_disconnect(struct res *r, char *why, size_t len);
+/* Drops the current session (if any) and connects again. */
+int peer_reconnect(struct res *r);
+/* The local role changed: tell the peer. */
+void peer_state_changed(struct res *r);
+/* Peer's view for status; 0 when known. */
+int peer_info(struct res *r, int *role, int *disk);
+
+/* Queue threads. */
+void peer_link_failed(struct res_queue *q);
+void peer_link_closed(struct res_queue *q);
+int peer_accepts_writes(struct res *r);
+void peer_resync_done(struct res *r);
+
+#endif

@@ -1,0 +1,295 @@
+#include "daemon/resync.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "daemon/conflict.h"
+#include "daemon/link.h"
+#include "daemon/peer.h"
+#include "daemon/resource.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define RS_DEPTH 8
+#define RS_CHUNK (256u * 1024)
+#define RS_SLICE_NS 100000000ull   /* rate accounting window: 100 ms */
+
+struct rs_tag {
+	struct req r;               /* first */
+	struct rs *rs;
+	int busy;
+};
+
+struct rs {
+	struct res_queue *q;
+	struct res *res;
+	struct rs_tag tags[RS_DEPTH];
+	void *bufs;
+	uint32_t chunk;
+	uint64_t cursor;
+	int inflight;
+	int active;
+	int timer_armed;
+	struct ev_op timer_op;
+	struct __kernel_timespec ts;
+	uint64_t slice_start, slice_bytes;
+	struct ev_msg kick_msg;
+	int kick_posted;            /* res->lock */
+};
+
+static void rs_pump(struct rs *rs);
+
+static void
+rs_timer_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct rs *rs = container_of(op, struct rs, timer_op);
+
+	(void)res;
+	(void)flags;
+	rs->timer_armed = 0;
+	rs_pump(rs);
+}
+
+static void
+rs_arm_timer(struct rs *rs, uint64_t ns)
+{
+	struct io_uring_sqe *sqe;
+
+	if (rs->timer_armed)
+		return;
+	rs->ts.tv_sec = (long long)(ns / 1000000000ull);
+	rs->ts.tv_nsec = (long long)(ns % 1000000000ull);
+	sqe = ev_get_sqe(rs->q->loop);
+	io_uring_prep_timeout(sqe, &rs->ts, 0, 0);
+	ev_sqe_set_op(sqe, &rs->timer_op);
+	rs->timer_armed = 1;
+}
+
+static void
+rs_tag_put(struct rs *rs, struct rs_tag *t)
+{
+	t->busy = 0;
+	rs->inflight--;
+}
+
+static void
+rs_read_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct req *r = container_of(op, struct req, op);
+	struct rs_tag *t = (struct rs_tag *)r;
+	struct rs *rs = t->rs;
+
+	(void)flags;
+	if (res > 0 && (uint32_t)res < r->len - r->done) {
+		struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
+		r->done += (uint32_t)res;
+		disk_prep(rs->res->disk, sqe, r, 0);
+		ev_sqe_set_op(sqe, &r->op);
+		return;
+	}
+	if (res <= 0 || !lk_ready(rs->q->link)) {
+		if (res <= 0)
+			LOG_WARN("resync: reading %llu+%u failed: %s", (unsigned long long)r->off,
+				 r->len, strerror(res ? -res : EIO));
+		cf_end(rs->res->cf, r);
+		rs_tag_put(rs, t);
+		rs_pump(rs);
+		return;
+	}
+	lk_send_resync(rs->q->link, r);
+}
+
+static void
+rs_issue_read(struct rs *rs, struct rs_tag *t)
+{
+	struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
+
+	t->r.type = REQ_READ;
+	t->r.done = 0;
+	t->r.op.cb = rs_read_done;
+	disk_prep(rs->res->disk, sqe, &t->r, 0);
+	ev_sqe_set_op(sqe, &t->r.op);
+}
+
+/* Conflict tracker let the range go. */
+static void
+rs_cf_ready(struct ev_msg *m)
+{
+	struct req *r = container_of(m, struct req, wait.msg);
+
+	rs_issue_read(((struct rs_tag *)r)->rs, (struct rs_tag *)r);
+}
+
+void
+resync_acked(struct req *r, int status)
+{
+	struct rs_tag *t = (struct rs_tag *)r;
+	struct rs *rs = t->rs;
+
+	r->phase = 0;
+	cf_end(rs->res->cf, r);
+	if (status == 0) {
+		dm_clear_oos(rs->res->dm, r->off, r->len);
+		atomic_fetch_add(&rs->res->rs_done_bytes, r->len);
+	} else if (status != -ENOTCONN) {
+		LOG_WARN("resync: the peer failed to write %llu+%u: %s", (unsigned long long)r->off,
+			 r->len, strerror(-status));
+	}
+	rs_tag_put(rs, t);
+	rs_pump(rs);
+}
+
+static struct rs_tag *
+rs_free_tag(struct rs *rs)
+{
+	for (int i = 0; i < RS_DEPTH; i++)
+		if (!rs->tags[i].busy)
+			return &rs->tags[i];
+	return NULL;
+}
+
+/* Rate limit: bytes per 100 ms slice. */
+static int
+rs_rate_ok(struct rs *rs)
+{
+	uint64_t rate = rs->res->conf.resync_rate, now = util_now_ns();
+
+	if (!rate)
+		return 1;
+	if (now - rs->slice_start >= RS_SLICE_NS) {
+		rs->slice_start = now;
+		rs->slice_bytes = 0;
+	}
+	if (rs->slice_bytes < rate / 10)
+		return 1;
+	rs_arm_timer(rs, RS_SLICE_NS - (now - rs->slice_start));
+	return 0;
+}
+
+static void
+rs_pump(struct rs *rs)
+{
+	struct res *r = rs->res;
+	struct dm_stats st;
+	struct wp_inflight app;
+
+	if (!rs->active)
+		return;
+	if (!lk_ready(rs->q->link)) {
+		if (rs->inflight == 0) {
+			rs->active = 0;
+			LOG_INFO("resync: paused (no link)");
+		}
+		return;
+	}
+	for (;;) {
+		struct rs_tag *t;
+		uint64_t off, len;
+		int limit;
+
+		/* Yield to applications: few resync requests while they run. */
+		wp_get_inflight(rs->q->wp, &app);
+		limit = app.requests > 0 ? 2 : RS_DEPTH;
+		if (rs->inflight >= limit || !rs_rate_ok(rs))
+			return;
+		if (dm_next_oos(r->dm, rs->cursor, rs->chunk, &off, &len)) {
+			/* Nothing after the cursor: wrap only once nothing is in
+			 * flight, or in-flight ranges would be found again. */
+			if (rs->inflight)
+				return;
+			if (rs->cursor != 0) {
+				rs->cursor = 0;
+				continue;
+			}
+			dm_get_stats(r->dm, &st);
+			if (st.oos_bytes == 0) {
+				rs->active = 0;
+				peer_resync_done(r);
+			}
+			return;
+		}
+		t = rs_free_tag(rs);
+		VERIFY(t);
+		t->busy = 1;
+		rs->inflight++;
+		rs->cursor = off + len;
+		rs->slice_bytes += len;
+		t->r.off = off;
+		t->r.len = (uint32_t)len;
+		t->r.flags = 0;
+		t->r.wait.loop = rs->q->loop;
+		t->r.wait.msg.fn = rs_cf_ready;
+		if (cf_begin(r->cf, &t->r) == 0)
+			rs_issue_read(rs, t);
+	}
+}
+
+static void
+rs_kick_run(struct ev_msg *m)
+{
+	struct rs *rs = container_of(m, struct rs, kick_msg);
+
+	pthread_mutex_lock(&rs->res->lock);
+	rs->kick_posted = 0;
+	pthread_mutex_unlock(&rs->res->lock);
+	if (!rs->active) {
+		rs->active = 1;
+		rs->cursor = 0;
+	}
+	rs_pump(rs);
+}
+
+void
+resync_kick(struct res *r)
+{
+	struct rs *rs = r->queues[0].rs;
+	int post;
+
+	pthread_mutex_lock(&r->lock);
+	post = !rs->kick_posted;
+	rs->kick_posted = 1;
+	pthread_mutex_unlock(&r->lock);
+	if (post)
+		ev_post(r->queues[0].loop, &rs->kick_msg);
+}
+
+int
+resync_init(struct res_queue *q)
+{
+	struct rs *rs = calloc(1, sizeof(*rs));
+
+	if (!rs)
+		return -ENOMEM;
+	rs->q = q;
+	rs->res = q->res;
+	rs->chunk = MIN(RS_CHUNK, q->res->conf.max_io_size);
+	rs->bufs = mmap(NULL, (size_t)RS_DEPTH * rs->chunk, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (rs->bufs == MAP_FAILED) {
+		free(rs);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < RS_DEPTH; i++) {
+		rs->tags[i].rs = rs;
+		rs->tags[i].r.tag = (uint16_t)i;
+		rs->tags[i].r.buf = (char *)rs->bufs + (size_t)i * rs->chunk;
+	}
+	rs->timer_op.cb = rs_timer_done;
+	rs->kick_msg.fn = rs_kick_run;
+	q->rs = rs;
+	return 0;
+}
+
+void
+resync_fini(struct res_queue *q)
+{
+	struct rs *rs = q->rs;
+
+	if (!rs)
+		return;
+	munmap(rs->bufs, (size_t)RS_DEPTH * rs->chunk);
+	free(rs);
+	q->rs = NULL;
+}
