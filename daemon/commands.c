@@ -148,12 +148,18 @@ cmd_peer(struct res *r, const char *cmd, char *why, size_t len)
 	return peer_reconnect(r);
 }
 
+/* A boolean member: 1, 0 when absent, -1 when present but not a boolean
+ * (json-c would call "no" true). */
 static int
 cmd_flag(json_object *req, const char *name)
 {
 	json_object *v;
 
-	return json_object_object_get_ex(req, name, &v) && json_object_get_boolean(v);
+	if (!json_object_object_get_ex(req, name, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return -1;
+	return json_object_get_boolean(v);
 }
 
 json_object *
@@ -181,8 +187,12 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		return o;
 	}
 	if (strcmp(cmd, "promote") == 0 || strcmp(cmd, "demote") == 0) {
+		int force = cmd_flag(req, "force");
+
+		if (force < 0)
+			return cmd_reply(0, 2, "malformed request: \"force\" must be true or false");
 		why[0] = '\0';
-		rc = cmd[0] == 'p' ? rsm_promote(r, cmd_flag(req, "force"), why, sizeof(why))
+		rc = cmd[0] == 'p' ? rsm_promote(r, force, why, sizeof(why))
 				   : rsm_demote(r, why, sizeof(why));
 		if (rc) {
 			LOG_WARN("%s refused: %s", cmd, why);

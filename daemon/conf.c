@@ -769,9 +769,9 @@ conf_defaults(struct conf *c)
 	c->peer = -1;
 }
 
-int
-conf_load(const char *path, const char *node, struct conf *c, char *err,
-	  size_t errlen)
+static int
+conf_load_impl(const char *path, const char *node, int need_node, struct conf *c, char *err,
+	       size_t errlen)
 {
 	struct conf_ctx x = { .c = c, .path = path, .err = err, .errlen = errlen };
 	int ret, e;
@@ -815,7 +815,30 @@ conf_load(const char *path, const char *node, struct conf *c, char *err,
 		return -EINVAL;
 	if (conf_check_resource(&x) || conf_check_nodes(&x))
 		return -EINVAL;
+	if (!need_node && !node) {
+		/* Best effort: the tools need the resource, not the node. */
+		if (conf_select_node(&x, NULL)) {
+			c->self = -1;
+			c->peer = -1;
+			if (err && errlen)
+				err[0] = '\0';
+		}
+		return 0;
+	}
 	return conf_select_node(&x, node);
+}
+
+int
+conf_load(const char *path, const char *node, struct conf *c, char *err, size_t errlen)
+{
+	return conf_load_impl(path, node, 1, c, err, errlen);
+}
+
+int
+conf_load_resource(const char *path, const char *node, struct conf *c, char *err,
+		   size_t errlen)
+{
+	return conf_load_impl(path, node, 0, c, err, errlen);
 }
 
 static void

@@ -63,6 +63,11 @@ struct conf {
 int conf_load(const char *path, const char *node, struct conf *c, char *err,
 	      size_t errlen);
 
+/* The same for tools that need only the resource (mirrorctl): without
+ * `node`, a host name that names no [node] is not an error (self = -1). */
+int conf_load_resource(const char *path, const char *node, struct conf *c, char *err,
+		       size_t errlen);
+
 /* Writes the effective configuration, every key with its value, in the
  * file's own syntax (used by `mirrord --check --dump` and golden tests). */
 void conf_dump(const struct conf *c, FILE *out);

@@ -194,6 +194,23 @@ ctl_mkdirs(const char *path)
 }
 
 int
+ctl_probe(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+	close(fd);
+	return rc;
+}
+
+int
 ctl_open(struct ctl **out, const char *path, struct ev_loop *loop, ctl_handler_t fn, void *arg,
 	 char *err, size_t errlen)
 {

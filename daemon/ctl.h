@@ -20,6 +20,9 @@ typedef json_object *(*ctl_handler_t)(void *arg, json_object *req, int *subscrib
  * daemon answers there.  Returns 0 or -errno with err set. */
 int ctl_open(struct ctl **out, const char *path, struct ev_loop *loop, ctl_handler_t fn,
 	     void *arg, char *err, size_t errlen);
+/* 0 when something answers on the unix socket at path (a running daemon),
+ * else -errno. */
+int ctl_probe(const char *path);
 /* Sends one line to every event subscriber (control thread only). */
 void ctl_broadcast(struct ctl *c, json_object *event);
 /* Closes every connection, removes the socket file, frees c.  Only once

@@ -194,6 +194,11 @@ export_listen_unix(struct res *r, const char *path, char *err, size_t errlen)
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, path);
+	/* A live socket belongs to someone: never steal it. */
+	if (ctl_probe(path) == 0) {
+		snprintf(err, errlen, "export-listen %s is in use by another process", path);
+		return -EADDRINUSE;
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

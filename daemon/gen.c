@@ -196,55 +196,70 @@ gen_judge(const struct gen_side *l, const struct gen_side *p)
  * P swapped, SOURCE <-> TARGET).  "Empty" is a current of 4 (just created)
  * or 0; only other values are ever matched (see gen_names_data()).
  *
- *  row  condition                          decision for L   why
- *  10   both currents empty                NO_SYNC          no data on either side
- *  20   L empty, P not                     TARGET_FULL      first sync after promote --force on P
- *  21   P empty, L not                     SOURCE_FULL      mirror of 20
- *  L.current == P.current (same generation; only bitmap blocks can differ):
- *  30   neither crashed_primary, no oos_bits on either side, same uptodate
- *                                          NO_SYNC          nothing written apart
- *  31   both primary now                   SPLIT_BRAIN      neither may be overwritten under its users
- *  32   only L primary now                 SOURCE_BITMAP    a live primary's data is what users see
- *  33   only L crashed_primary             SOURCE_BITMAP    its in-flight extents may exist on its disk only
- *  34   only L up to date                  SOURCE_BITMAP    P stopped in the middle of a resync
- *  35   only L has oos_bits                SOURCE_BITMAP    L wrote while P was away
- *  36   otherwise: higher node_uuid        SOURCE_BITMAP    arbitrary, but both sides pick the same
- *       (equal node_uuid: SPLIT_BRAIN)
- *  L.current != P.current:
- *  40   P.bitmap == L.current              TARGET_BITMAP    P moved on from what L holds; P's bitmap
- *                                                           counts every block since
- *  41   L.bitmap == P.current              SOURCE_BITMAP    mirror of 40
- *  42   40 and 41 at once                  SPLIT_BRAIN      contradictory histories
- *  43   40 but L wrote at L.current without moving on (bitmap 0, oos_bits,
- *       up to date, not crashed_primary)   SPLIT_BRAIN      L kept writing after it lost P while P
- *                                                           was promoted: both changed the data
- *  50   L.current in P.history             TARGET_FULL      P moved on but lost the bitmap that would
- *                                                           say since when (a resync end only P recorded)
- *  51   P.current in L.history             SOURCE_FULL      mirror of 50
- *  52   50 and 51 at once                  SPLIT_BRAIN      contradictory histories
- *  60   L.bitmap == P.bitmap               SPLIT_BRAIN      both moved on from the same generation
- *  61   L.bitmap in P.history, or P.bitmap in L.history
- *                                          SPLIT_BRAIN      both moved on; one reset its bitmap on a
- *                                                           resync end the other never recorded
- *  80   otherwise                          UNRELATED        no generation in common: refuse
- *
+ * row  condition                               decision for L
+ *      why
+ * 10   both currents empty                     NO_SYNC
+ *      no data on either side
+ * 20   L empty, P not                          TARGET_FULL
+ *      first sync after promote --force on P
+ * 21   P empty, L not                          SOURCE_FULL     (mirror of 20)
+ * L.current == P.current: one generation, only bitmap blocks can differ.
+ * 30   neither crashed_primary, no oos_bits on either side, same uptodate
+ *                                              NO_SYNC
+ *      nothing was written apart
+ * 31   both primary now                        SPLIT_BRAIN
+ *      neither may be overwritten under its users
+ * 32   only L primary now                      SOURCE_BITMAP
+ *      a live primary's data is what its users see
+ * 33   only L crashed_primary                  SOURCE_BITMAP
+ *      its in-flight activity extents may exist on its disk only
+ * 34   only L up to date                       SOURCE_BITMAP
+ *      P stopped in the middle of a resync
+ * 35   only L has oos_bits                     SOURCE_BITMAP
+ *      L wrote while P was away
+ * 36   L has the higher node_uuid              SOURCE_BITMAP
+ *      arbitrary, but both sides pick the same (equal: SPLIT_BRAIN)
+ * L.current != P.current:
+ * 40   P.bitmap == L.current                   TARGET_BITMAP
+ *      P moved on from what L holds; P's bitmap names every block since
+ * 41   L.bitmap == P.current                   SOURCE_BITMAP   (mirror of 40)
+ * 42   40 and 41 at once                       SPLIT_BRAIN
+ *      contradictory histories
+ * 43   40, and L wrote at L.current without moving on (bitmap 0, oos_bits,
+ *      up to date, not crashed_primary)        SPLIT_BRAIN
+ *      L kept writing after it lost P while P was promoted: both changed
+ * 50   L.current in P.history                  TARGET_FULL
+ *      P moved on but lost the bitmap saying since when (a resync end
+ *      only P recorded): nothing names the blocks that differ
+ * 51   P.current in L.history                  SOURCE_FULL     (mirror of 50)
+ * 52   50 and 51 at once                       SPLIT_BRAIN
+ *      contradictory histories
+ * 60   L.bitmap == P.bitmap                    SPLIT_BRAIN
+ *      both moved on from the same generation
+ * 61   L.bitmap in P.history, or P.bitmap in L.history
+ *                                              SPLIT_BRAIN
+ *      both moved on; one reset its bitmap on a resync end the other
+ *      never recorded
+ * 80   otherwise                               UNRELATED
+ *      no generation in common: refuse
  * Then, on the decisions of rows 30-61 other than NO_SYNC (rows 10-21 and
- * 80 have no common data, so discarding one side could not make the sides
- * equal):
- *  90   both discard_my_data               SPLIT_BRAIN      nobody is left to be the source
- *  91   only L discard_my_data             TARGET_BITMAP    the operator chose; the caller merges both
- *                                                           bitmaps, so every block either side changed
- *                                                           moves.  TARGET_FULL where the decision was
- *                                                           full (50-52): no bitmap spans that gap
- *  92   only P discard_my_data             SOURCE_BITMAP    mirror of 91 (SOURCE_FULL likewise)
+ * 80 share no data, so discarding one side could not make them equal):
+ * 90   both discard_my_data                    SPLIT_BRAIN
+ *      nobody is left to be the source
+ * 91   only L discard_my_data                  TARGET_BITMAP
+ *      the operator chose; the caller merges both bitmaps, so every block
+ *      either side changed moves.  TARGET_FULL where the decision was
+ *      full (rows 50-52): no bitmap spans that gap
+ * 92   only P discard_my_data                  SOURCE_BITMAP   (mirror of 91)
  * And last, on every decision:
- *  95   the target would be primary now    SPLIT_BRAIN      never overwrite data under a live user
+ * 95   the target would be primary now         SPLIT_BRAIN
+ *      never overwrite data under a live user
  *
  * Choices, and where they part from DRBD:
- *  - Crashed before primary? Row 40 comes before any look at crashed_primary
- *    outside equal generations: after a failover the new primary's bitmap
- *    names the old primary's current, so the old primary is target and its
- *    activity extents, merged into the bitmap, are overwritten.
+ *  - crashed_primary counts only between equal generations (row 33).
+ *    After a failover the new primary's bitmap names the old primary's
+ *    current, so row 40 makes the old primary target, and its activity
+ *    extents, merged into the bitmap, are overwritten.
  *  - Two disks force-promoted apart from just-created metadata both have
  *    bitmap 4.  DRBD calls that split brain; here it is UNRELATED (row 80):
  *    they never held the same blocks, so resolving it with a bitmap resync
@@ -258,7 +273,12 @@ gen_judge(const struct gen_side *l, const struct gen_side *p)
  *    stay invisible until the daemon rotates on peer loss.
  *  - Row 32 lets a primary win over a crashed peer at the same generation
  *    (DRBD does the same); it cannot happen while every promote moves
- *    current on. */
+ *    current on.
+ *  - discard_my_data steers every decision between related data, not only
+ *    a split brain as in DRBD: the operator asked for this side's data to
+ *    go.  Between equal data (NO_SYNC) there is nothing to discard.
+ *  - Row 95 is DRBD's rr-conflict refusal, moved in here so that no
+ *    caller can get it wrong. */
 enum gen_decision
 gen_compare(const struct gen_side *local, const struct gen_side *peer, int *rule)
 {
@@ -307,7 +327,9 @@ gen_decision_name(enum gen_decision d)
  *                         is source.
  * The resync is a bitmap one (the caller merges both bitmaps) unless the
  * split brain came from rows 42/52, or from a full decision turned into one
- * by rows 90/95.  Equal node_uuids leave it a SPLIT_BRAIN. */
+ * by rows 90/95.  Row 90 (both sides asked to discard) is settled too, as
+ * DRBD applies after-sb before discard-my-data.  Equal node_uuids leave it
+ * a SPLIT_BRAIN. */
 enum gen_decision
 gen_resolve_split_brain(const struct gen_side *local, const struct gen_side *peer,
 			enum gen_sb_policy policy)

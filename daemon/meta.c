@@ -24,6 +24,7 @@
 #include <openssl/rand.h>
 
 #include "daemon/meta.h"
+
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -373,6 +374,44 @@ meta_sb_decode(const void *buf, struct meta_sb *sb, char *why, size_t whylen)
 	return meta_sb_check(sb, why, whylen);
 }
 
+/* A disk that grew since create-md keeps its superblock where the old end
+ * was.  Looks back up to META_GROWN_SCAN bytes from the end for a valid one
+ * that sits exactly at its own recorded place; returns 0 and fills *sb. */
+#define META_GROWN_SCAN (64ull << 20)
+#define META_SCAN_CHUNK (1u << 20)
+
+static int
+meta_find_grown(int fd, uint64_t dev_size, struct meta_sb *sb)
+{
+	uint64_t end = dev_size / META_BLOCK * META_BLOCK;
+	uint64_t stop = end > META_GROWN_SCAN ? end - META_GROWN_SCAN : 0;
+	void *buf;
+	int found = -ENOENT;
+
+	if (posix_memalign(&buf, META_BLOCK, META_SCAN_CHUNK) != 0)
+		return -ENOMEM;
+	while (end > stop && found) {
+		uint64_t start = end - MIN(META_SCAN_CHUNK, end - stop);
+		uint32_t len = (uint32_t)(end - start);
+
+		if (util_pread_full(fd, buf, len, start) < 0)
+			break;
+		for (uint32_t o = len; o >= META_BLOCK && found; o -= META_BLOCK) {
+			const char *blk = (const char *)buf + o - META_BLOCK;
+			struct meta_sb t;
+
+			if (meta_sb_decode(blk, &t, NULL, 0) == 0 &&
+			    t.sb_offset == start + o - META_BLOCK && t.disk_size < dev_size) {
+				*sb = t;
+				found = 0;
+			}
+		}
+		end = start;
+	}
+	free(buf);
+	return found;
+}
+
 int
 meta_read_sb(int md_fd, uint64_t md_dev_size, int internal, uint64_t disk_size,
 	     struct meta_sb *sb, char *why, size_t whylen)
@@ -407,6 +446,12 @@ meta_read_sb(int md_fd, uint64_t md_dev_size, int internal, uint64_t disk_size,
 	case 0:
 		break;
 	case -ENOENT:
+		if (internal && meta_find_grown(md_fd, md_dev_size, &tmp) == 0) {
+			meta_why(why, whylen, "disk is %" PRIu64 " bytes but its metadata was "
+				 "created for %" PRIu64 " bytes (the disk grew)", disk_size,
+				 tmp.disk_size);
+			return -EFBIG;
+		}
 		meta_why(why, whylen, "no blkmirror metadata found at offset %" PRIu64
 			 " (%s): run 'mirrorctl create-md'", off, where);
 		return rc;

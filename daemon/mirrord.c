@@ -193,6 +193,12 @@ main(int argc, char **argv)
 			"(use frontend = export)\n", file, conf_frontend_name(r->conf.frontend));
 		return EXIT_CONFIG;
 	}
+	/* Another daemon of this resource: refuse before touching anything. */
+	if (ctl_probe(r->conf.control) == 0) {
+		fprintf(stderr, "mirrord: another mirrord is already running on %s\n",
+			r->conf.control);
+		return EXIT_CONFIG;
+	}
 	log_set_level(lvl);
 	snprintf(ident, sizeof(ident), "mirrord[%s]", r->conf.name);
 	log_set_ident(ident);

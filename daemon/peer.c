@@ -689,8 +689,16 @@ peer_sync_finished_target(struct peer *p, const struct px_state *src)
 	rsm_set(r, &s, "resync finished");
 	pthread_mutex_lock(&r->lock);
 	p->discard_my_data = 0;
-	p->peer_disk = RSM_D_UPTODATE;
 	pthread_mutex_unlock(&r->lock);
+	/* The source learns it from us, not by assuming. */
+	{
+		unsigned char buf[sizeof(struct px_state)];
+		struct px_state st;
+
+		peer_local_state(r, &st);
+		px_state_encode(buf, &st);
+		px_send(p->meta_fd, PX_STATE, 0, 0, buf, sizeof(buf));
+	}
 }
 
 static void
@@ -702,6 +710,11 @@ peer_sync_finished_source(struct peer *p)
 	struct px_state st;
 	struct rsm_state s;
 
+	pthread_mutex_lock(&r->lock);
+	LOG_INFO("resync finished: %llu bytes in %.1f s",
+		 (unsigned long long)atomic_load(&r->rs_done_bytes),
+		 (double)(util_now_ms() - r->rs_start_ms) / 1000.0);
+	pthread_mutex_unlock(&r->lock);
 	dm_sb_get(r->dm, &sb);
 	sb.gen_bitmap = 0;
 	sb.flags &= ~META_F_CRASHED_PRIMARY;
@@ -712,9 +725,6 @@ peer_sync_finished_source(struct peer *p)
 	rsm_get(r, &s);
 	s.repl = RSM_R_ESTABLISHED;
 	rsm_set(r, &s, "resync finished");
-	pthread_mutex_lock(&r->lock);
-	p->peer_disk = RSM_D_UPTODATE;
-	pthread_mutex_unlock(&r->lock);
 }
 
 /* In sync with the peer from the start: no bitmap generation needed. */
@@ -909,6 +919,10 @@ peer_session(struct peer *p, int fd)
 		LOG_WARN("peer: opening data links failed: %s", strerror(-rc));
 		goto fail;
 	}
+	/* What changed before this session was in the state exchange. */
+	pthread_mutex_lock(&r->lock);
+	p->state_dirty = 0;
+	pthread_mutex_unlock(&r->lock);
 	/* Queue sockets need no timeouts; the meta link keeps short ones. */
 	peer_timeouts(fd, (int)r->conf.ping_timeout_ms);
 	pthread_mutex_lock(&r->lock);

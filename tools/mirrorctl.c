@@ -73,7 +73,7 @@ load_conf(const struct opts *o)
 
 	if (!o->config)
 		die(EXIT_USAGE, "this command needs the configuration: -c FILE");
-	if (conf_load(o->config, o->node, &cf, err, sizeof(err)))
+	if (conf_load_resource(o->config, o->node, &cf, err, sizeof(err)))
 		die(EXIT_USAGE, "%s", err);
 }
 

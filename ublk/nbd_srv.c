@@ -403,8 +403,16 @@ nbds_recv(struct nbds_conn *c, void *buf, uint32_t len, int flags)
 static void
 nbds_rx_pump(struct nbds_conn *c)
 {
-	if (c->rx_busy || c->rx_stopped)
+	if (c->rx_busy)
 		return;
+	if (c->rx_stopped) {
+		/* A write cut short by shutdown: never submitted, give its tag back. */
+		if (c->payload) {
+			nbds_tag_put(c, c->payload);
+			c->payload = NULL;
+		}
+		return;
+	}
 	if (c->payload) {	/* the rest of a WRITE goes straight to its buffer */
 		struct nbds_tag *t = c->payload;
 		nbds_recv(c, (char *)t->r.buf + c->payload_got, t->r.len - c->payload_got,

@@ -304,3 +304,38 @@ for k in filter(None, sys.argv[1].split(".")):
     v = v[k]
 print(v if isinstance(v, str) else json.dumps(v))' "$2"
 }
+
+# ---- Helpers for the NBD export tests (tests/integration/test-export-*.sh) ----
+
+# bm_json EXPR: one field of the JSON document on stdin, EXPR a jq-like path
+# (.size_bytes, .exports.0.is_read_only: a number indexes a list).  Prints
+# like bm_status_field: strings raw, null as "null", the rest as JSON.
+bm_json() {
+    "$PYTHON" -c '
+import json, sys
+v = json.load(sys.stdin)
+for k in filter(None, sys.argv[1].split(".")):
+    if isinstance(v, list) and k.isdigit() and int(k) < len(v):
+        v = v[int(k)]
+    elif isinstance(v, dict) and k in v:
+        v = v[k]
+    else:
+        sys.exit("bm_json: no field %s" % sys.argv[1])
+print(v if isinstance(v, str) else json.dumps(v))' "$1"
+}
+
+# bm_nbdsh ARGS...: nbdsh on Debian's python3.  /usr/bin/nbdsh runs
+# "python3 -m nbd" with the first python3 on PATH, which may lack the module.
+bm_nbdsh() {
+    "$PYTHON" -m nbd "$@"
+}
+
+# bm_kill_at_exit PID...: background clients of the test, killed at exit if
+# they still run (a failed step leaves no process behind).
+bm_kill_at_exit() {
+    local p
+    for p; do bm_on_exit bm_kill_quiet "$p"; done
+}
+bm_kill_quiet() {
+    kill "$@" 2>/dev/null || true
+}

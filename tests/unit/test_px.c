@@ -177,7 +177,8 @@ test_px_hdr_flags(void)
 	CU_ASSERT_EQUAL(decode(PX_TRIM, PX_F_ZERO, 16, 0), 0);
 	CU_ASSERT_EQUAL(decode(PX_TRIM, 1u << 3, 16, 0), -EPROTO);
 	CU_ASSERT_EQUAL(decode(PX_TRIM, 0x8000, 16, 0), -EPROTO);
-	CU_ASSERT_EQUAL(decode(PX_RS_DATA, PX_F_FUA, 16, MAX_DATA), -EPROTO);
+	CU_ASSERT_EQUAL(decode(PX_RS_DATA, PX_F_FUA, 16, MAX_DATA), 0);
+	CU_ASSERT_EQUAL(decode(PX_RS_DATA, PX_F_ZERO, 16, MAX_DATA), -EPROTO);
 	for (size_t i = 0; i < ARRAY_SIZE(fixed_types); i++) {
 		if (fixed_types[i].type == PX_TRIM)
 			continue;
@@ -518,7 +519,7 @@ test_px_send_refuses_invalid(void)
 	unsigned char buf[64] = { 0 };
 
 	CU_ASSERT_EQUAL(px_send(-1, PX_PING, 0, 0, buf, 1), -EINVAL);
-	CU_ASSERT_EQUAL(px_send(-1, PX_RS_DATA, PX_F_FUA, 0, buf, 16), -EINVAL);
+	CU_ASSERT_EQUAL(px_send(-1, PX_RS_DATA, PX_F_ZERO, 0, buf, 16), -EINVAL);
 	CU_ASSERT_EQUAL(px_send(-1, 200, 0, 0, NULL, 0), -EINVAL);
 	CU_ASSERT_EQUAL(px_send(-1, PX_WRITE, 0, 0, buf, 8), -EINVAL);
 }
