@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "daemon/peer.h"
+#include "daemon/resync.h"
 #include "daemon/rsm.h"
 #include "lib/util.h"
 #include "lib/log.h"
@@ -210,8 +211,18 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		}
 		return cmd_reply(1, 0, NULL);
 	}
-	if (strcmp(cmd, "verify") == 0)
-		return cmd_reply(0, 1, "online verify is not available in this version");
+	if (strcmp(cmd, "verify") == 0) {
+		struct rsm_state s;
+
+		rsm_get(r, &s);
+		if (s.conn != RSM_C_CONNECTED || s.repl != RSM_R_ESTABLISHED)
+			return cmd_reply(0, 1, "verify needs an established connection in sync "
+					 "(not resyncing or verifying)");
+		s.repl = RSM_R_VERIFYING;
+		rsm_set(r, &s, "verify");
+		resync_verify(r);
+		return cmd_reply(1, 0, NULL);
+	}
 	snprintf(why, sizeof(why), "unknown command '%.64s'", cmd);
 	return cmd_reply(0, 2, why);
 }

@@ -17,16 +17,19 @@
 #include "lib/util.h"
 #include "proto/px.h"
 
+#include <openssl/evp.h>
+
 #define LK_RX_BUF   (64u * 1024)
 #define LK_SLOTS    1024            /* messages awaiting an ack, writes awaiting a flush */
 #define LK_BARRIER  256             /* writes between the link's own flushes */
 #define LK_TX_BATCH 64
 #define LK_IO_HDR   (PX_HDR_SIZE + sizeof(struct px_io))
+#define LK_TX_HDR   (PX_HDR_SIZE + sizeof(struct px_csum))  /* largest fixed part */
 
 /* Something to send: a header (with its fixed payload) and optional data. */
 struct lk_tx {
 	struct lk_tx *next;
-	uint8_t hdr[LK_IO_HDR];
+	uint8_t hdr[LK_TX_HDR];
 	uint32_t hlen;
 	void *data;
 	uint32_t dlen;
@@ -151,7 +154,7 @@ lk_fail_outstanding(struct lk *l)
 
 		if (!s->in_use)
 			continue;
-		if (s->r && s->type == PX_RS_DATA) {
+		if (s->r && (s->type == PX_RS_DATA || s->type == PX_CSUM_REQ)) {
 			resync_acked(s->r, -ENOTCONN);
 		} else if (s->r) {
 			wp_peer_done(s->r, -ENOTCONN);
@@ -164,7 +167,7 @@ lk_fail_outstanding(struct lk *l)
 	}
 	while ((r = l->wait_head)) {
 		l->wait_head = r->cf_next;
-		if (r->phase == 0xff)
+		if (r->phase == 0xff || r->phase == 0xfe)
 			resync_acked(r, -ENOTCONN);
 		else
 			wp_peer_done(r, -ENOTCONN);
@@ -438,6 +441,9 @@ lk_try_send(struct lk *l, struct req *r, uint16_t type)
 	case PX_FLUSH:
 		plen = 0;
 		break;
+	case PX_CSUM_REQ:
+		plen = sizeof(struct px_io);
+		break;
 	}
 	if (type == PX_FLUSH)
 		l->since_barrier = 0;
@@ -488,7 +494,8 @@ lk_retry_waiting(struct lk *l)
 	struct req *r;
 
 	while ((r = l->wait_head)) {
-		uint16_t type = r->phase == 0xff ? PX_RS_DATA : lk_type_for(r);
+		uint16_t type = r->phase == 0xff ? PX_RS_DATA : r->phase == 0xfe ? PX_CSUM_REQ :
+			lk_type_for(r);
 
 		if (lk_try_send(l, r, type))
 			return;
@@ -538,11 +545,44 @@ lk_send_resync(struct lk *l, struct req *r)
 }
 
 void
+lk_send_csum_req(struct lk *l, struct req *r)
+{
+	if (l->dead) {
+		resync_acked(r, -ENOTCONN);
+		return;
+	}
+	r->phase = 0xfe;	/* marks a checksum request while it waits */
+	if (l->wait_head || lk_try_send(l, r, PX_CSUM_REQ))
+		lk_queue_wait(l, r);
+}
+
+/* A one-way notice: the slot is freed once it is sent. */
+void
 lk_send_oos(struct lk *l, uint64_t off, uint32_t len)
 {
-	(void)l;
-	(void)off;
-	(void)len;
+	struct lk_slot *s;
+
+	if (l->dead || !l->free_slots)
+		return;	/* best effort: a verify marks its own side anyway */
+	s = l->free_slots;
+	l->free_slots = s->next_free;
+	l->slots_used++;
+	s->in_use = 1;
+	s->sent = 0;
+	s->acked = 1;	/* nothing comes back */
+	s->gen++;
+	s->r = NULL;
+	s->off = off;
+	s->len = len;
+	s->type = PX_OOS;
+	s->seq = ++l->tx_seq;
+	s->tx.owner = LK_TX_SLOT;
+	s->tx.data = NULL;
+	s->tx.dlen = 0;
+	px_hdr_encode(s->tx.hdr, PX_OOS, 0, sizeof(struct px_io), 0);
+	px_io_encode(s->tx.hdr + PX_HDR_SIZE, off, len);
+	s->tx.hlen = LK_IO_HDR;
+	lk_txq_add(l, &s->tx);
 }
 
 /* An ack names a slot: it must be one we sent, of the matching kind. */
@@ -562,6 +602,7 @@ lk_slot_for(struct lk *l, uint64_t id, uint16_t ack_type)
 	case PX_RECV_ACK:  return (s->type == PX_WRITE || s->type == PX_TRIM) ? s : NULL;
 	case PX_FLUSH_ACK: return s->type == PX_FLUSH ? s : NULL;
 	case PX_RS_ACK:    return s->type == PX_RS_DATA ? s : NULL;
+	case PX_CSUM:      return s->type == PX_CSUM_REQ ? s : NULL;
 	}
 	return NULL;
 }
@@ -575,6 +616,20 @@ lk_handle_ack(struct lk *l, const struct px_msg *m, const void *payload)
 
 	if (!s)
 		return -EPROTO;
+	if (m->type == PX_CSUM) {
+		struct px_csum c;
+
+		if (px_csum_decode(payload, m->len, &c) || c.offset != s->off || c.length != s->len)
+			return -EPROTO;
+		s->acked = 1;
+		r = s->r;
+		s->r = NULL;
+		if (r)
+			resync_csum(r, c.sha256);
+		lk_slot_maybe_free(l, s);
+		lk_retry_waiting(l);
+		return 0;
+	}
 	if (m->type == PX_RECV_ACK) {
 		/* Semi-sync: received is enough. */
 		if (s->r && l->res->conf.protocol == CONF_PROTO_SEMISYNC) {
@@ -666,6 +721,43 @@ lk_ack(struct lk *l, struct lk_rtag *t, uint16_t type, int status)
 }
 
 static void
+lk_rtag_release(struct lk *l, struct lk_rtag *t)
+{
+	t->next = l->free_rtags;
+	l->free_rtags = t;
+	l->rtags_busy--;
+}
+
+/* The hash of our copy of the range; a sync target that answers one no
+ * longer counts the range as different: the source sends the data if the
+ * hashes differ (and keeps its own bits until then). */
+static void
+lk_csum_reply(struct lk *l, struct lk_rtag *t)
+{
+	uint8_t md[32];
+	unsigned int mdlen = 0;
+	struct rsm_state s;
+
+	memset(md, 0, sizeof(md));
+	if (t->r.res == 0)
+		EVP_Digest(t->r.buf, t->r.len, md, &mdlen, EVP_sha256(), NULL);
+	else
+		LOG_WARN("peer data link %u: reading %llu+%u for a checksum failed: %s",
+			 l->q->index, (unsigned long long)t->r.off, t->r.len, strerror(-t->r.res));
+	rsm_get(l->res, &s);
+	if (s.repl == RSM_R_SYNCTARGET && t->r.res == 0)
+		dm_clear_oos(l->res->dm, t->r.off, t->r.len);
+	px_hdr_encode(t->ack.hdr, PX_CSUM, 0, sizeof(struct px_csum), t->id);
+	/* A failed read answers an all-zero hash: it will not match. */
+	px_csum_encode(t->ack.hdr + PX_HDR_SIZE, t->r.off, t->r.len, md);
+	t->ack.hlen = PX_HDR_SIZE + sizeof(struct px_csum);
+	t->ack.data = NULL;
+	t->ack.dlen = 0;
+	t->ack.owner = LK_TX_RTAG;
+	lk_txq_add(l, &t->ack);
+}
+
+static void
 lk_rtag_complete(struct req *r)
 {
 	struct lk_rtag *t = (struct lk_rtag *)r;
@@ -684,6 +776,11 @@ lk_rtag_complete(struct req *r)
 	case PX_FLUSH:
 		type = PX_FLUSH_ACK;
 		break;
+	case PX_CSUM_REQ:
+		lk_csum_reply(l, t);
+		lk_run_parked(l);
+		lk_leave(l);
+		return;
 	default:
 		type = PX_WRITE_ACK;
 		break;
@@ -805,7 +902,7 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 	if (rc)
 		return -EPROTO;
 	switch (m.type) {
-	case PX_WRITE_ACK: case PX_FLUSH_ACK: case PX_RS_ACK: case PX_RECV_ACK:
+	case PX_WRITE_ACK: case PX_FLUSH_ACK: case PX_RS_ACK: case PX_RECV_ACK: case PX_CSUM:
 		if (avail < PX_HDR_SIZE + m.len)
 			return 0;
 		if (lk_handle_ack(l, &m, p + PX_HDR_SIZE)) {
@@ -824,7 +921,7 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		dm_mark_oos(l->res->dm, io.offset, io.length);
 		l->rx_head += PX_HDR_SIZE + m.len;
 		return 1;
-	case PX_WRITE: case PX_RS_DATA: case PX_TRIM: case PX_FLUSH:
+	case PX_WRITE: case PX_RS_DATA: case PX_TRIM: case PX_FLUSH: case PX_CSUM_REQ:
 		break;
 	default:
 		snprintf(why, whylen, "unexpected %s on a data link", px_type_name(m.type));
@@ -846,7 +943,7 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		return -EPROTO;
 	}
 	data = m.type == PX_WRITE || m.type == PX_RS_DATA;
-	if (m.type == PX_TRIM && m.len != sizeof(struct px_io)) {
+	if ((m.type == PX_TRIM || m.type == PX_CSUM_REQ) && m.len != sizeof(struct px_io)) {
 		snprintf(why, whylen, "TRIM with a payload");
 		return -EPROTO;
 	}
@@ -870,6 +967,16 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		t->r.off = 0;
 		t->r.len = 0;
 		l->rx_head += PX_HDR_SIZE;
+		lk_dispatch(l, t);
+		return 1;
+	case PX_CSUM_REQ:
+		if (io.length > l->max_data) {
+			snprintf(why, whylen, "CSUM_REQ of %u bytes", io.length);
+			lk_rtag_release(l, t);
+			return -EPROTO;
+		}
+		t->r.type = REQ_READ;
+		l->rx_head += LK_IO_HDR;
 		lk_dispatch(l, t);
 		return 1;
 	case PX_TRIM:

@@ -41,6 +41,10 @@ void lk_send(struct lk *l, struct req *r);
  * RS_DATA; resync_acked(r, status) follows exactly once (-ENOTCONN if the
  * link fails). */
 void lk_send_resync(struct lk *l, struct req *r);
+/* Verify and checksum resync: asks the peer for the SHA-256 of its copy
+ * of [r->off, +r->len); resync_csum(r, hash) follows, or
+ * resync_acked(r, -ENOTCONN). */
+void lk_send_csum_req(struct lk *l, struct req *r);
 /* Tells the peer a range is out of sync (best effort). */
 void lk_send_oos(struct lk *l, uint64_t off, uint32_t len);
 

@@ -50,6 +50,8 @@ struct peer {
 	int want;                /* connect (1) or stay standalone (0) */
 	int discard_my_data;
 	int restart;             /* drop the session and connect again */
+	int verify_done;
+	uint64_t verify_bad;
 	int state_dirty;         /* local role/disk changed: send STATE */
 	int link_failed;
 	int resync_done;
@@ -118,6 +120,18 @@ void
 peer_resync_done(struct res *r)
 {
 	peer_set(r->peer, &r->peer->resync_done, 1);
+}
+
+void
+peer_verify_done(struct res *r, uint64_t bad)
+{
+	struct peer *p = r->peer;
+
+	pthread_mutex_lock(&r->lock);
+	p->verify_done = 1;
+	p->verify_bad = bad;
+	pthread_mutex_unlock(&r->lock);
+	peer_wake(p);
 }
 
 void
@@ -710,11 +724,6 @@ peer_sync_finished_source(struct peer *p)
 	struct px_state st;
 	struct rsm_state s;
 
-	pthread_mutex_lock(&r->lock);
-	LOG_INFO("resync finished: %llu bytes in %.1f s",
-		 (unsigned long long)atomic_load(&r->rs_done_bytes),
-		 (double)(util_now_ms() - r->rs_start_ms) / 1000.0);
-	pthread_mutex_unlock(&r->lock);
 	dm_sb_get(r->dm, &sb);
 	sb.gen_bitmap = 0;
 	sb.flags &= ~META_F_CRASHED_PRIMARY;
@@ -755,7 +764,8 @@ peer_established(struct peer *p, int source, int target)
 	for (;;) {
 		struct pollfd pf[2] = { { .fd = p->meta_fd, .events = POLLIN },
 					{ .fd = p->efd, .events = POLLIN } };
-		int stop, want, dirty, failed, done, restart;
+		int stop, want, dirty, failed, done, restart, vdone;
+		uint64_t vbad;
 		uint64_t now;
 
 		poll(pf, 2, (int)MAX(timeout / 4, 10));
@@ -772,6 +782,9 @@ peer_established(struct peer *p, int source, int target)
 		done = p->resync_done;
 		restart = p->restart;
 		p->restart = 0;
+		vdone = p->verify_done;
+		vbad = p->verify_bad;
+		p->verify_done = 0;
 		p->state_dirty = 0;
 		p->resync_done = 0;
 		pthread_mutex_unlock(&r->lock);
@@ -786,6 +799,30 @@ peer_established(struct peer *p, int source, int target)
 		if (restart) {
 			peer_teardown(p, "reconnect");
 			return;
+		}
+		if (vdone) {
+			LOG_INFO("verify finished: %llu bytes differ from the peer%s",
+				 (unsigned long long)vbad, vbad ? ": marked out of sync, resyncing" : "");
+			peer_conn_state(r, RSM_C_CONNECTED, RSM_R_ESTABLISHED, "verify finished");
+			/* Both sides marked what differs.  The primary repairs it;
+			 * between two secondaries, the one that verified. */
+			if (vbad) {
+				struct rsm_state ls;
+				int prole = 0, pdisk = 0;
+
+				rsm_get(r, &ls);
+				peer_info(r, &prole, &pdisk);
+				if (ls.role == RSM_PRIMARY || !prole) {
+					resync_kick(r, RESYNC_DATA);
+				} else {
+					struct px_state st;
+
+					/* Our STATE makes the primary start. */
+					peer_local_state(r, &st);
+					px_state_encode(buf, &st);
+					px_send(p->meta_fd, PX_STATE, 0, 0, buf, sizeof(buf));
+				}
+			}
 		}
 		if (done && source) {
 			source = 0;
@@ -825,6 +862,17 @@ peer_established(struct peer *p, int source, int target)
 					return;
 				}
 				peer_remember(p, &st);
+				{
+					/* A primary repairs blocks marked out of sync
+					 * while connected (verify by the peer). */
+					struct rsm_state ls;
+					struct dm_stats ds;
+
+					rsm_get(r, &ls);
+					dm_get_stats(r->dm, &ds);
+					if (ls.role == RSM_PRIMARY && ds.oos_bytes && !source)
+						resync_kick(r, RESYNC_DATA);
+				}
 				if (m.type == PX_SYNC_DONE && target) {
 					target = 0;
 					peer_sync_finished_target(p, &st);
@@ -868,6 +916,21 @@ peer_established(struct peer *p, int source, int target)
 			last_tx = now;
 		}
 	}
+}
+
+/* Hashes first where the target probably holds most of the data already:
+ * after a crash (activity extents), an invalidate or discard-my-data, a
+ * full sync to a disk that is not fresh.  Plain bitmap resyncs send data:
+ * their blocks are known to differ. */
+static enum resync_mode
+peer_resync_mode(int d, const struct px_state *mine, const struct px_state *theirs)
+{
+	if ((mine->flags | theirs->flags) & (META_F_CRASHED_PRIMARY | META_F_DISCARD_REQUESTED))
+		return RESYNC_CSUM;
+	if (d == GEN_SOURCE_FULL && theirs->gen_current != GEN_JUST_CREATED &&
+	    theirs->gen_current != 0)
+		return RESYNC_CSUM;
+	return RESYNC_DATA;
 }
 
 /* One attempt: meta link up to established (or refused). */
@@ -942,7 +1005,7 @@ peer_session(struct peer *p, int fd)
 	/* The source moves its bits; a primary also repairs any bit set while
 	 * the links were coming up. */
 	if (source || mine.role)
-		resync_kick(r);
+		resync_kick(r, peer_resync_mode(d, &mine, &theirs));
 	peer_established(p, source, target);
 	return;
 fail:

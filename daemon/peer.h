@@ -35,5 +35,7 @@ void peer_link_failed(struct res_queue *q);
 void peer_link_closed(struct res_queue *q);
 int peer_accepts_writes(struct res *r);
 void peer_resync_done(struct res *r);
+/* Queue 0: an online verify ended; bad bytes were marked on both sides. */
+void peer_verify_done(struct res *r, uint64_t bad);
 
 #endif

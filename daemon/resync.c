@@ -12,14 +12,18 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
+#include <openssl/evp.h>
+
 #define RS_DEPTH 8
 #define RS_CHUNK (256u * 1024)
+#define RS_VERIFY_CHUNK (64u * 1024)  /* what one hash covers: what a difference marks */
 #define RS_SLICE_NS 100000000ull   /* rate accounting window: 100 ms */
 
 struct rs_tag {
 	struct req r;               /* first */
 	struct rs *rs;
 	int busy;
+	uint8_t hash[32];           /* of the local copy (verify, csum) */
 };
 
 struct rs {
@@ -31,6 +35,10 @@ struct rs {
 	uint64_t cursor;
 	int inflight;
 	int active;
+	enum resync_mode mode;
+	enum resync_mode next_mode; /* (res->lock) asked by resync_kick */
+	uint64_t verify_bad;        /* bytes found different */
+	uint64_t started_ns;
 	int timer_armed;
 	struct ev_op timer_op;
 	struct __kernel_timespec ts;
@@ -74,12 +82,23 @@ rs_tag_put(struct rs *rs, struct rs_tag *t)
 	rs->inflight--;
 }
 
+/* The tag is done with (its range leaves the conflict tracker). */
+static void
+rs_tag_end(struct rs *rs, struct rs_tag *t)
+{
+	t->r.phase = 0;
+	cf_end(rs->res->cf, &t->r);
+	rs_tag_put(rs, t);
+	rs_pump(rs);
+}
+
 static void
 rs_read_done(struct ev_op *op, int res, uint32_t flags)
 {
 	struct req *r = container_of(op, struct req, op);
 	struct rs_tag *t = (struct rs_tag *)r;
 	struct rs *rs = t->rs;
+	unsigned int mdlen = 0;
 
 	(void)flags;
 	if (res > 0 && (uint32_t)res < r->len - r->done) {
@@ -93,12 +112,15 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 		if (res <= 0)
 			LOG_WARN("resync: reading %llu+%u failed: %s", (unsigned long long)r->off,
 				 r->len, strerror(res ? -res : EIO));
-		cf_end(rs->res->cf, r);
-		rs_tag_put(rs, t);
-		rs_pump(rs);
+		rs_tag_end(rs, t);
 		return;
 	}
-	lk_send_resync(rs->q->link, r);
+	if (rs->mode == RESYNC_DATA) {
+		lk_send_resync(rs->q->link, r);
+		return;
+	}
+	EVP_Digest(r->buf, r->len, t->hash, &mdlen, EVP_sha256(), NULL);
+	lk_send_csum_req(rs->q->link, r);
 }
 
 static void
@@ -128,8 +150,6 @@ resync_acked(struct req *r, int status)
 	struct rs_tag *t = (struct rs_tag *)r;
 	struct rs *rs = t->rs;
 
-	r->phase = 0;
-	cf_end(rs->res->cf, r);
 	if (status == 0) {
 		dm_clear_oos(rs->res->dm, r->off, r->len);
 		atomic_fetch_add(&rs->res->rs_done_bytes, r->len);
@@ -137,8 +157,39 @@ resync_acked(struct req *r, int status)
 		LOG_WARN("resync: the peer failed to write %llu+%u: %s", (unsigned long long)r->off,
 			 r->len, strerror(-status));
 	}
-	rs_tag_put(rs, t);
-	rs_pump(rs);
+	rs_tag_end(rs, t);
+}
+
+void
+resync_csum(struct req *r, const uint8_t sha256[32])
+{
+	struct rs_tag *t = (struct rs_tag *)r;
+	struct rs *rs = t->rs;
+	int same = memcmp(t->hash, sha256, sizeof(t->hash)) == 0;
+
+	if (rs->mode == RESYNC_VERIFY) {
+		if (!same) {
+			LOG_INFO("verify: %llu+%u differs from the peer",
+				 (unsigned long long)r->off, r->len);
+			dm_mark_oos(rs->res->dm, r->off, r->len);
+			if (lk_ready(rs->q->link))
+				lk_send_oos(rs->q->link, r->off, r->len);
+			rs->verify_bad += r->len;
+		}
+		atomic_fetch_add(&rs->res->rs_done_bytes, r->len);
+		rs_tag_end(rs, t);
+		return;
+	}
+	if (same) {	/* the target already has it: nothing moves */
+		dm_clear_oos(rs->res->dm, r->off, r->len);
+		rs_tag_end(rs, t);
+		return;
+	}
+	if (!lk_ready(rs->q->link)) {
+		rs_tag_end(rs, t);
+		return;
+	}
+	lk_send_resync(rs->q->link, r);	/* the buffer still holds our data */
 }
 
 static struct rs_tag *
@@ -194,7 +245,19 @@ rs_pump(struct rs *rs)
 		limit = app.requests > 0 ? 2 : RS_DEPTH;
 		if (rs->inflight >= limit || !rs_rate_ok(rs))
 			return;
-		if (dm_next_oos(r->dm, rs->cursor, rs->chunk, &off, &len)) {
+		if (rs->mode == RESYNC_VERIFY) {
+			if (rs->cursor >= r->size) {
+				if (rs->inflight)
+					return;
+				rs->active = 0;
+				peer_verify_done(r, rs->verify_bad);
+				return;
+			}
+			off = rs->cursor;
+			len = MIN(RS_VERIFY_CHUNK, r->size - off);
+		} else if (dm_next_oos(r->dm, rs->cursor,
+				       rs->mode == RESYNC_CSUM ? RS_VERIFY_CHUNK : rs->chunk,
+				       &off, &len)) {
 			/* Nothing after the cursor: wrap only once nothing is in
 			 * flight, or in-flight ranges would be found again. */
 			if (rs->inflight)
@@ -205,7 +268,14 @@ rs_pump(struct rs *rs)
 			}
 			dm_get_stats(r->dm, &st);
 			if (st.oos_bytes == 0) {
+				struct rsm_state rstate;
+
 				rs->active = 0;
+				rsm_get(r, &rstate);
+				if (atomic_load(&r->rs_done_bytes) || rstate.repl == RSM_R_SYNCSOURCE)
+					LOG_INFO("resync finished: %llu bytes in %.1f s",
+					 (unsigned long long)atomic_load(&r->rs_done_bytes),
+					 (double)(util_now_ns() - rs->started_ns) / 1e9);
 				peer_resync_done(r);
 			}
 			return;
@@ -231,18 +301,27 @@ rs_kick_run(struct ev_msg *m)
 {
 	struct rs *rs = container_of(m, struct rs, kick_msg);
 
+	enum resync_mode mode;
+
 	pthread_mutex_lock(&rs->res->lock);
 	rs->kick_posted = 0;
+	mode = rs->next_mode;
 	pthread_mutex_unlock(&rs->res->lock);
 	if (!rs->active) {
 		rs->active = 1;
 		rs->cursor = 0;
+		rs->mode = mode;
+		rs->verify_bad = 0;
+		rs->started_ns = util_now_ns();
+		atomic_store(&rs->res->rs_done_bytes, 0);
+		if (mode == RESYNC_VERIFY)
+			LOG_INFO("verify: started");
 	}
 	rs_pump(rs);
 }
 
 void
-resync_kick(struct res *r)
+resync_kick(struct res *r, enum resync_mode mode)
 {
 	struct rs *rs = r->queues[0].rs;
 	int post;
@@ -250,6 +329,7 @@ resync_kick(struct res *r)
 	pthread_mutex_lock(&r->lock);
 	post = !rs->kick_posted;
 	rs->kick_posted = 1;
+	rs->next_mode = mode;
 	pthread_mutex_unlock(&r->lock);
 	if (post)
 		ev_post(r->queues[0].loop, &rs->kick_msg);
@@ -292,4 +372,10 @@ resync_fini(struct res_queue *q)
 	munmap(rs->bufs, (size_t)RS_DEPTH * rs->chunk);
 	free(rs);
 	q->rs = NULL;
+}
+
+void
+resync_verify(struct res *r)
+{
+	resync_kick(r, RESYNC_VERIFY);
 }
