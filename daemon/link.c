@@ -114,6 +114,12 @@ lk_ready(const struct lk *l)
 	return l && !l->dead;
 }
 
+int
+lk_congested(const struct lk *l, uint32_t len)
+{
+	return l->unacked && l->unacked + len > l->res->conf.max_async_lag;
+}
+
 uint64_t
 lk_unacked_bytes(const struct lk *l)
 {
@@ -657,8 +663,12 @@ lk_handle_ack(struct lk *l, const struct px_msg *m, const void *payload)
 		if (!s->r)
 			l->barrier_busy = 0;
 	}
-	if (s->type == PX_WRITE || s->type == PX_TRIM)
+	if (s->type == PX_WRITE || s->type == PX_TRIM) {
 		l->unacked -= s->len;
+		/* Pulled ahead and the lag has drained: repair what was skipped. */
+		if (atomic_load(&l->res->ahead) && l->unacked <= l->res->conf.max_async_lag / 2)
+			resync_kick(l->res, RESYNC_DATA);
+	}
 	if ((r = s->r)) {
 		s->r = NULL;
 		if (s->type == PX_RS_DATA)
@@ -919,6 +929,7 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 			return -EPROTO;
 		}
 		dm_mark_oos(l->res->dm, io.offset, io.length);
+		peer_set_behind(l->res);
 		l->rx_head += PX_HDR_SIZE + m.len;
 		return 1;
 	case PX_WRITE: case PX_RS_DATA: case PX_TRIM: case PX_FLUSH: case PX_CSUM_REQ:

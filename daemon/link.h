@@ -48,6 +48,8 @@ void lk_send_csum_req(struct lk *l, struct req *r);
 /* Tells the peer a range is out of sync (best effort). */
 void lk_send_oos(struct lk *l, uint64_t off, uint32_t len);
 
+/* Pull-ahead: would a write of len bytes go past max-async-lag? */
+int lk_congested(const struct lk *l, uint32_t len);
 /* Bytes sent but not yet acknowledged as written (async lag). */
 uint64_t lk_unacked_bytes(const struct lk *l);
 

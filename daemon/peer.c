@@ -135,6 +135,34 @@ peer_verify_done(struct res *r, uint64_t bad)
 }
 
 void
+peer_set_ahead(struct res *r)
+{
+	struct rsm_state s;
+
+	if (atomic_exchange(&r->ahead, 1))
+		return;
+	LOG_WARN("peer: the peer lags by more than max-async-lag: pulling ahead "
+		 "(writes are marked out of sync and resynced when it catches up)");
+	rsm_get(r, &s);
+	if (s.repl == RSM_R_ESTABLISHED) {
+		s.repl = RSM_R_AHEAD;
+		rsm_set(r, &s, "pull-ahead");
+	}
+}
+
+void
+peer_set_behind(struct res *r)
+{
+	struct rsm_state s;
+
+	rsm_get(r, &s);
+	if (s.repl == RSM_R_ESTABLISHED) {
+		s.repl = RSM_R_BEHIND;
+		rsm_set(r, &s, "the peer pulled ahead");
+	}
+}
+
+void
 peer_state_changed(struct res *r)
 {
 	if (r->peer)
@@ -467,6 +495,7 @@ peer_teardown(struct peer *p, const char *why)
 		pthread_cond_wait(&r->cond, &r->lock);
 	/* Only now: the old links report their end while they go. */
 	p->link_failed = 0;
+	atomic_store(&r->ahead, 0);
 	p->resync_done = 0;
 	pthread_mutex_unlock(&r->lock);
 	rsm_get(r, &s);
@@ -827,6 +856,10 @@ peer_established(struct peer *p, int source, int target)
 		if (done && source) {
 			source = 0;
 			peer_sync_finished_source(p);
+		} else if (done && atomic_exchange(&r->ahead, 0)) {
+			/* Caught up after pull-ahead; our STATE ends "behind". */
+			peer_conn_state(r, RSM_C_CONNECTED, RSM_R_ESTABLISHED, "caught up");
+			dirty = 1;
 		}
 		if (dirty) {
 			struct px_state st;
@@ -890,7 +923,8 @@ peer_established(struct peer *p, int source, int target)
 				}
 				/* Status and events show the peer's new view. */
 				peer_conn_state(r, RSM_C_CONNECTED, source ? RSM_R_SYNCSOURCE :
-						target ? RSM_R_SYNCTARGET : RSM_R_ESTABLISHED, "peer state");
+						target ? RSM_R_SYNCTARGET : atomic_load(&r->ahead) ?
+						RSM_R_AHEAD : RSM_R_ESTABLISHED, "peer state");
 				break;
 			case PX_DISCONNECT:
 				LOG_INFO("peer: the peer disconnected");

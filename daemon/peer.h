@@ -35,6 +35,10 @@ void peer_link_failed(struct res_queue *q);
 void peer_link_closed(struct res_queue *q);
 int peer_accepts_writes(struct res *r);
 void peer_resync_done(struct res *r);
+/* Pull-ahead: this primary stops sending (ahead); this secondary was told
+ * it misses blocks (behind). */
+void peer_set_ahead(struct res *r);
+void peer_set_behind(struct res *r);
 /* Queue 0: an online verify ended; bad bytes were marked on both sides. */
 void peer_verify_done(struct res *r, uint64_t bad);
 

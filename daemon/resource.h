@@ -68,6 +68,7 @@ struct res {
 	uint64_t rs_total_bytes;  /* (lock) out of sync when this resync began */
 	uint64_t rs_start_ms;     /* (lock) */
 	_Atomic uint64_t rs_done_bytes;
+	_Atomic int ahead;        /* pull-ahead: writes are marked, not sent */
 };
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "daemon/conflict.h"
 #include "daemon/link.h"
+#include "daemon/peer.h"
 #include "daemon/resource.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -220,6 +221,21 @@ wp_link(struct wp_queue *q)
 	return lk_ready(l) ? l : NULL;
 }
 
+/* Async with on-congestion = pull-ahead: past max-async-lag, go on alone
+ * (NULL: do not send); the peer is told which blocks it misses and gets
+ * them once it catches up. */
+static struct lk *
+wp_pull_ahead(struct wp_queue *q, struct req *r, struct lk *link)
+{
+	if (link && q->res->conf.protocol == CONF_PROTO_ASYNC &&
+	    q->res->conf.on_congestion_pull_ahead && lk_congested(link, r->len)) {
+		peer_set_ahead(q->res);
+		lk_send_oos(link, r->off, r->len);
+		return NULL;
+	}
+	return link;
+}
+
 static void
 wp_marked(struct ev_msg *m)
 {
@@ -231,9 +247,9 @@ wp_marked(struct ev_msg *m)
 		wp_local_done(q, r, -EIO);
 		return;
 	}
-	/* The link may have gone while the marks were written: then the
-	 * blocks are marked now, before the data is written. */
-	if (!r->marked_oos && !wp_link(q)) {
+	/* The link may have gone, or congested, while the marks were written:
+	 * then the blocks are marked now, before the data is written. */
+	if (!r->marked_oos && !wp_pull_ahead(q, r, wp_link(q))) {
 		dm_mark_oos(q->dm, r->off, r->len);
 		r->marked_oos = 1;
 	}
@@ -244,9 +260,11 @@ wp_marked(struct ev_msg *m)
 static void
 wp_write_admitted(struct wp_queue *q, struct req *r)
 {
+	struct lk *link;
 	int rc;
 
-	r->marked_oos = wp_link(q) == NULL;
+	link = wp_pull_ahead(q, r, wp_link(q));
+	r->marked_oos = link == NULL;
 	r->wait.msg.fn = wp_marked;
 	/* Durable intent before the data may touch the disk: after a crash the
 	 * bitmap must cover anything that might have been written. */
