@@ -1,68 +1,224 @@
 #!/usr/bin/env bash
-# make demo: one blkmirror node on this machine, end to end, with real
-# clients.  Everything it creates lives in a temporary directory.
+# make demo: two blkmirror nodes of one resource on this machine, talking over
+# loopback, end to end with real clients: initial sync, writes through the
+# primary, the primary killed with -9, fail-over to the secondary, the old
+# primary back as sync target, and both disks equal at the end.  Everything
+# it creates lives in a temporary directory, removed on exit.
 set -euo pipefail
 B=${1:-build}
 B=$(cd "$B" && pwd)
+[[ -x $B/mirrord && -x $B/mirrorctl ]] || { echo "demo: no mirrord/mirrorctl in $B: run make" >&2; exit 1; }
+PATH=$B:$PATH
+PY=/usr/bin/python3                    # Debian's, as in tests/integration
+[[ -x $PY ]] || PY=python3
 D=$(mktemp -d /tmp/blkmirror-demo.XXXXXX)
-pid=
+cd "$D"
+
+declare -A PID=()                      # node -> pid of its mirrord
 cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	rm -rf "$D"
+	local rc=$? n i log alive
+	set +e
+	for n in "${!PID[@]}"; do kill -TERM "${PID[$n]}" 2>/dev/null; done
+	for ((i = 0; i < 50; i++)); do
+		alive=0
+		for n in "${!PID[@]}"; do kill -0 "${PID[$n]}" 2>/dev/null && alive=1; done
+		((alive)) || break
+		sleep 0.1
+	done
+	for n in "${!PID[@]}"; do kill -KILL "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null; done
+	if ((rc != 0)); then
+		for log in "$D"/*.log; do
+			[[ -s $log ]] || continue
+			printf '\n--- %s (last 20 lines)\n' "${log##*/}" >&2
+			tail -n 20 "$log" >&2
+		done
+		printf '\n\033[1;31mThe demo FAILED (exit status %s).\033[0m\n' "$rc" >&2
+	fi
+	cd / && rm -rf "$D"
+	exit "$rc"
 }
 trap cleanup EXIT
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-say "A 256 MiB file-backed disk and its configuration"
-truncate -s 256M "$D/r0.img"
-cat > "$D/r0.conf" <<CONF
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+note() { printf '(%s)\n' "$*"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+# run CMD...: echo the command, quoted as one would type it, then run it.
+run() {
+	local a out=
+	for a; do
+		if [[ $a =~ ^[-A-Za-z0-9_./:=+,@%]+$ ]]; then out+=" $a"; else out+=" '${a//\'/\'\\\'\'}'"; fi
+	done
+	printf '$%s\n' "$out"
+	"$@"
+}
+# field NODE EXPR: one field of "mirrorctl status --json" (.role, .peer.disk).
+field() {
+	mirrorctl -c "$1.conf" --node "$1" status --json | "$PY" -c '
+import json, sys
+v = json.load(sys.stdin)
+for k in filter(None, sys.argv[1].split(".")):
+    v = v.get(k) if isinstance(v, dict) else None
+print(v if isinstance(v, str) else json.dumps(v))' "$2"
+}
+# expect NODE EXPR VALUE: the demo fails unless the field has that value.
+expect() {
+	local got
+	got=$(field "$1" "$2")
+	[[ $got == "$3" ]] || die "$1: $2 is '$got', expected '$3'"
+}
+# poll SECS CMD...: run CMD every 0.1 s until it succeeds (0) or SECS pass (1).
+poll() {
+	local end=$((SECONDS + $1)); shift
+	until "$@"; do
+		((SECONDS < end)) || return 1
+		sleep 0.1
+	done
+}
+# wait_until SECS WHAT CMD...: poll, and the demo fails on a timeout.
+wait_until() {
+	local secs=$1 what=$2; shift 2
+	poll "$secs" "$@" || die "timed out after ${secs}s waiting until $what"
+}
+is() { [[ $(field "$1" "$2") == "$3" ]]; }
+isnt() { [[ $(field "$1" "$2") != "$3" ]]; }
+# start NODE [LOG]: mirrord in the background, logging to LOG (default
+# NODE.log); returns once its control socket answers.
+start() {
+	local log=${2:-$1.log}
+	mirrord -c "$1.conf" --node "$1" --foreground </dev/null 2>"$log" &
+	PID[$1]=$!
+	printf '$ mirrord -c %s.conf --node %s --foreground 2>%s &    # pid %s\n' \
+		"$1" "$1" "$log" "${PID[$1]}"
+	wait_until 20 "mirrord $1 answers on its control socket" answers "$1"
+}
+answers() {
+	kill -0 "${PID[$1]}" 2>/dev/null || { wait "${PID[$1]}" || true; die "mirrord $1 exited early"; }
+	mirrorctl -c "$1.conf" --node "$1" status >/dev/null 2>&1
+}
+# stop NODE: SIGTERM, mirrord must exit 0 within 10 s.
+stop() {
+	local rc=0
+	run kill -TERM "${PID[$1]}"
+	wait_until 10 "mirrord $1 exits after SIGTERM" gone "${PID[$1]}"
+	wait "${PID[$1]}" || rc=$?
+	unset "PID[$1]"
+	[[ $rc == 0 ]] || die "mirrord $1 exited with status $rc after SIGTERM"
+	echo "mirrord $1 exited 0"
+}
+gone() { ! kill -0 "$1" 2>/dev/null; }
+# True once the resync is some way in, or over.
+resync_under_way() {
+	[[ $(field beta disk) == uptodate ]] && return 0
+	[[ $(field beta replication) == synctarget ]] &&
+	"$PY" -c 'import sys; sys.exit(float(sys.argv[1]) < 15)' "$(field beta resync.done_percent)"
+}
+
+# Two free TCP ports on loopback for the replication links.
+read -r PORT_A PORT_B < <("$PY" -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
+
+say "1. Two nodes on one machine: two 256 MiB disks, two configs, one shared secret"
+note "working in $D"
+run truncate -s 256M alpha.img beta.img
+head -c 48 /dev/urandom | base64 > secret
+run chmod 600 secret
+for n in alpha beta; do
+	cat > "$n.conf" <<CONF
 [resource]
 name = r0
 protocol = sync
 frontend = export
-disk = $D/r0.img
+disk = $D/$n.img
 meta-disk = internal
-control = $D/r0.sock
-export-listen = unix:$D/r0.nbd
+control = $D/$n.sock
+export-listen = unix:$D/$n.nbd
+secret-file = $D/secret
+resync-rate = 64M
 
 [node alpha]
-address = 127.0.0.1:7789
+address = 127.0.0.1:$PORT_A
 
 [node beta]
-address = 127.0.0.1:7790
+address = 127.0.0.1:$PORT_B
 CONF
-cat "$D/r0.conf"
-ctl() { "$B/mirrorctl" -c "$D/r0.conf" --node alpha "$@"; }
-URI="nbd+unix:///r0?socket=$D/r0.nbd"
+done
+run cat alpha.conf
+note "beta.conf differs only in its disk, control socket and NBD socket:"
+run diff alpha.conf beta.conf || true
+run mirrorctl -c alpha.conf --node alpha create-md
+run mirrorctl -c beta.conf --node beta create-md
 
-say "Metadata: superblock, activity map and dirty bitmap at the end of the disk"
-run ctl create-md
+say "2. Start both daemons: they connect and authenticate; neither has good data yet"
+start alpha
+start beta
+wait_until 20 "alpha and beta are connected" is alpha connection connected
+wait_until 20 "beta sees alpha" is beta connection connected
+run mirrorctl -c alpha.conf --node alpha status
+run mirrorctl -c beta.conf --node beta status
+expect alpha disk inconsistent
+expect beta disk inconsistent
 
-say "Start mirrord (foreground process in the background of this script)"
-"$B/mirrord" -c "$D/r0.conf" --node alpha --foreground 2> "$D/mirrord.log" &
-pid=$!
-for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
-run ctl status
+say "3. Initial set-up: promote --force makes alpha's data the reference; beta gets a full resync"
+run mirrorctl -c alpha.conf --node alpha promote --force
+note "resync-rate = 64M: 256 MiB take about 4 seconds"
+wait_until 20 "the resync is under way" resync_under_way
+if [[ $(field beta replication) == synctarget ]]; then
+	run mirrorctl -c alpha.conf --node alpha status
+	run mirrorctl -c beta.conf --node beta status
+else
+	note "the resync finished before it could be shown"
+fi
+run mirrorctl -c alpha.conf --node alpha wait-sync --timeout 30
+expect beta disk uptodate
 
-say "A fresh node is secondary and inconsistent: writes are refused"
-run qemu-io -f raw -c 'write -P 0x5a 0 64k' "$URI" || echo "(refused, as expected)"
+UA="nbd+unix:///r0?socket=alpha.nbd"
+UB="nbd+unix:///r0?socket=beta.nbd"
+say "4. Write through alpha's NBD export: with protocol = sync each write is on both disks when acknowledged"
+run qemu-io -f raw -c 'write -P 0x5a 0 1M' -c 'write -P 0xa5 4M 64k' \
+	-c 'write -P 0x3c 100M 256k' -c 'write -P 0xc3 200M 1M' -c flush "$UA"
+run mirrorctl -c alpha.conf --node alpha status
+run mirrorctl -c beta.conf --node beta status
+expect alpha out_of_sync_bytes 0
+expect beta peer.role primary
 
-say "Initial set-up: promote --force makes this node's data the reference"
-run ctl promote --force
+say "5. The primary dies: kill -9 alpha"
+printf '$ kill -KILL %s\n' "${PID[alpha]}"
+{ kill -KILL "${PID[alpha]}" && wait "${PID[alpha]}"; } 2>/dev/null || true   # no "Killed" job notice
+unset "PID[alpha]"
+wait_until 15 "beta notices that alpha is gone" isnt beta connection connected
+run mirrorctl -c beta.conf --node beta status
+note "beta's data is up to date: no --force needed"
+run mirrorctl -c beta.conf --node beta promote
+expect beta role primary
+note "every write alpha acknowledged is on beta"
+run qemu-io -f raw -c 'read -P 0x5a 0 1M' -c 'read -P 0xa5 4M 64k' \
+	-c 'read -P 0x3c 100M 256k' -c 'read -P 0xc3 200M 1M' "$UB"
+note "the new primary carries on alone: this block is out of sync with alpha"
+run qemu-io -f raw -c 'write -P 0x77 8M 128k' -c flush "$UB"
 
-say "Write and read back through the NBD export with qemu-io"
-run qemu-io -f raw -c 'write -P 0x5a 0 1M' -c 'write -P 0xa5 4M 64k' -c flush \
-	-c 'read -P 0x5a 0 1M' -c 'read -P 0xa5 4M 64k' "$URI"
+say "6. Alpha comes back: as secondary, and resyncs as target from beta"
+start alpha alpha-restart.log
+# (30 s: reconnecting after a crash has been seen to take up to 10 s)
+wait_until 30 "alpha reconnects" is alpha connection connected
+run mirrorctl -c alpha.conf --node alpha status
+run mirrorctl -c beta.conf --node beta status
+expect alpha role secondary
+run mirrorctl -c beta.conf --node beta wait-sync --timeout 30
+note "alpha's log since its restart:"
+run grep -E 'warn: (metadata|this node)|->' alpha-restart.log
+run mirrorctl -c alpha.conf --node alpha status
+expect alpha disk uptodate
 
-say "Status: every written block is out of sync (there is no peer yet)"
-run ctl status
-run ctl status --json
+say "7. Stop both cleanly (SIGTERM) and compare the two disks' data areas"
+SIZE=$(field beta size_bytes)
+stop alpha
+stop beta
+run cmp -n "$SIZE" alpha.img beta.img
+echo "the first $SIZE bytes of alpha.img and beta.img are identical"
 
-say "Stop cleanly (SIGTERM): the bitmap is written, the activity map emptied"
-kill "$pid"
-wait "$pid" && echo "mirrord exited 0"
-pid=
-run ctl show-md
-say "mirrord's log"
-cat "$D/mirrord.log"
+printf '\n\033[1;32mThe demo succeeded: both nodes hold the same data after a fail-over and a resync.\033[0m\n'

@@ -1,5 +1,6 @@
 /* px: header and fixed payload encode/decode/validate, blocking send and
- * receive.  The handshake and the secret file are in px_auth.c.
+ * receive (on a plain socket or through TLS, struct px_sock).  The
+ * handshake and the secret file are in px_auth.c, TLS in px_tls.c.
  *
  * Every check on what the peer sent lives in one table (px_types): the
  * flags each type may carry and the payload length it may have.  A
@@ -15,6 +16,7 @@
 #include <sys/uio.h>
 
 #include "lib/util.h"
+#include "proto/px_tls.h"
 
 _Static_assert(sizeof(struct px_hdr) == PX_HDR_SIZE, "px_hdr is 24 bytes on the wire");
 _Static_assert(sizeof(struct px_hello) == 216, "px_hello layout");
@@ -490,12 +492,13 @@ writev_full(int fd, struct iovec *iov, int cnt)
 }
 
 int
-px_send(int fd, uint16_t type, uint16_t flags, uint64_t id, const void *payload,
-	uint32_t len)
+px_send_s(struct px_sock *s, uint16_t type, uint16_t flags, uint64_t id, const void *payload,
+	  uint32_t len)
 {
 	unsigned char hdr[PX_HDR_SIZE];
 	struct px_msg m;
 	struct iovec iov[2];
+	int cnt = len ? 2 : 1;
 
 	px_hdr_encode(hdr, type, flags, len, id);
 	/* What the peer would reject is our bug: refuse to send it. */
@@ -505,31 +508,50 @@ px_send(int fd, uint16_t type, uint16_t flags, uint64_t id, const void *payload,
 	iov[0].iov_len = sizeof(hdr);
 	iov[1].iov_base = (void *)payload;
 	iov[1].iov_len = len;
-	return writev_full(fd, iov, len ? 2 : 1);
+	if (s->tls)
+		return px_tls_writev_full(s->tls, iov, cnt);
+	return writev_full(s->fd, iov, cnt);
 }
 
 int
-px_recv_hdr(int fd, struct px_msg *m, uint32_t max_data, char *why, size_t whylen)
+px_send(int fd, uint16_t type, uint16_t flags, uint64_t id, const void *payload,
+	uint32_t len)
+{
+	struct px_sock s = { .fd = fd, .tls = NULL };
+
+	return px_send_s(&s, type, flags, id, payload, len);
+}
+
+int
+px_recv_hdr_s(struct px_sock *s, struct px_msg *m, uint32_t max_data, char *why, size_t whylen)
 {
 	unsigned char hdr[PX_HDR_SIZE];
 	int rc;
 
-	rc = util_read_full(fd, hdr, sizeof(hdr));
+	rc = px_sock_read_full(s, hdr, sizeof(hdr));
 	if (rc) {
 		set_why(why, whylen, "%s", rc == -ECONNRESET ? "connection closed by peer" :
-			strerror(-rc));
+			rc == -EPROTO ? "TLS record error" : strerror(-rc));
 		return rc;
 	}
 	return px_hdr_decode(hdr, max_data, m, why, whylen);
 }
 
 int
-px_recv(int fd, struct px_msg *m, void *buf, uint32_t cap, uint32_t max_data, char *why,
-	size_t whylen)
+px_recv_hdr(int fd, struct px_msg *m, uint32_t max_data, char *why, size_t whylen)
+{
+	struct px_sock s = { .fd = fd, .tls = NULL };
+
+	return px_recv_hdr_s(&s, m, max_data, why, whylen);
+}
+
+int
+px_recv_s(struct px_sock *s, struct px_msg *m, void *buf, uint32_t cap, uint32_t max_data,
+	  char *why, size_t whylen)
 {
 	int rc;
 
-	rc = px_recv_hdr(fd, m, max_data, why, whylen);
+	rc = px_recv_hdr_s(s, m, max_data, why, whylen);
 	if (rc)
 		return rc;
 	if (m->len > cap) {
@@ -537,9 +559,19 @@ px_recv(int fd, struct px_msg *m, void *buf, uint32_t cap, uint32_t max_data, ch
 			px_type_name(m->type), m->len, cap);
 		return -EMSGSIZE;
 	}
-	rc = util_read_full(fd, buf, m->len);
+	rc = px_sock_read_full(s, buf, m->len);
 	if (rc)
 		set_why(why, whylen, "reading %s payload: %s", px_type_name(m->type),
-			rc == -ECONNRESET ? "connection closed by peer" : strerror(-rc));
+			rc == -ECONNRESET ? "connection closed by peer" :
+			rc == -EPROTO ? "TLS record error" : strerror(-rc));
 	return rc;
+}
+
+int
+px_recv(int fd, struct px_msg *m, void *buf, uint32_t cap, uint32_t max_data, char *why,
+	size_t whylen)
+{
+	struct px_sock s = { .fd = fd, .tls = NULL };
+
+	return px_recv_s(&s, m, buf, cap, max_data, why, whylen);
 }

@@ -236,6 +236,31 @@ int px_recv(int fd, struct px_msg *m, void *buf, uint32_t cap, uint32_t max_data
  * caller that picks the buffer by type.  Same returns as px_recv. */
 int px_recv_hdr(int fd, struct px_msg *m, uint32_t max_data, char *why, size_t whylen);
 
+/* A connected link as the blocking helpers see it: the socket, and the TLS
+ * session on it when the link is encrypted (proto/px_tls.h), else NULL.
+ * The _s functions behave exactly like their fd twins, through the TLS
+ * session when there is one; the fd functions are the _s ones on
+ * { fd, NULL }.  Over TLS a timeout is still -EAGAIN (-ETIMEDOUT in the
+ * handshake) and a broken record is -EPROTO.  px_send_s puts a message of up
+ * to 16 KiB in one TLS record, so a px_recv_s that returns leaves nothing
+ * of the next message decrypted inside the session (see px_sock_pending). */
+struct px_tls;
+struct px_sock {
+	int fd;                     /* blocking, timeouts set by the caller */
+	struct px_tls *tls;         /* not detached; NULL: plain */
+};
+
+int px_send_s(struct px_sock *s, uint16_t type, uint16_t flags, uint64_t id,
+	      const void *payload, uint32_t len);
+int px_recv_s(struct px_sock *s, struct px_msg *m, void *buf, uint32_t cap, uint32_t max_data,
+	      char *why, size_t whylen);
+int px_recv_hdr_s(struct px_sock *s, struct px_msg *m, uint32_t max_data, char *why,
+		  size_t whylen);
+/* px_handshake over s: with TLS, the HELLO/CHALLENGE/AUTH exchange runs
+ * inside the TLS channel, after px_tls_handshake. */
+int px_handshake_s(struct px_sock *s, const struct px_hs_params *p, struct px_hs_result *out,
+		   char *err, size_t errlen);
+
 /* Reads a secret file: at least 16 bytes after trimming one trailing
  * newline ("\n" or "\r\n"), at most 4096; the file must be a regular file
  * with no permission bits for group or others (mode & 077 == 0, as ssh

@@ -31,6 +31,7 @@
 #include <openssl/rand.h>
 
 #include "lib/util.h"
+#include "proto/px_tls.h"
 
 #define PX_LABEL_CLIENT  "blkmirror v1 client"
 #define PX_LABEL_SERVER  "blkmirror v1 server"
@@ -53,7 +54,7 @@
 
 /* One handshake in progress. */
 struct hs {
-	int fd;
+	struct px_sock *s;                     /* plain or TLS */
 	const struct px_hs_params *p;
 	char *err;
 	size_t errlen;
@@ -261,7 +262,7 @@ hello_judge(struct hs *h)
 static int
 hs_send(struct hs *h, uint16_t type, const void *buf, uint32_t len)
 {
-	int rc = px_send(h->fd, type, 0, 0, buf, len);
+	int rc = px_send_s(h->s, type, 0, 0, buf, len);
 
 	/* The peer closing first is the same event whether we notice it on a
 	 * read or on a write. */
@@ -285,7 +286,7 @@ hs_recv(struct hs *h, uint16_t type, void *buf, int eof_rc, const char *eof_msg)
 	struct px_msg m;
 	int rc;
 
-	rc = px_recv_hdr(h->fd, &m, 0, why, sizeof(why));
+	rc = px_recv_hdr_s(h->s, &m, 0, why, sizeof(why));
 	if (rc == -ECONNRESET)
 		return hs_fail(h, eof_rc, "%s", eof_msg);
 	if (rc == -EAGAIN || rc == -EWOULDBLOCK)
@@ -298,7 +299,7 @@ hs_recv(struct hs *h, uint16_t type, void *buf, int eof_rc, const char *eof_msg)
 		return hs_fail(h, -EPROTO, "expected %s, peer sent %s", px_type_name(type),
 			       px_type_name(m.type));
 	/* px_hdr_decode held the length to exactly the type's size. */
-	rc = util_read_full(h->fd, buf, m.len);
+	rc = px_sock_read_full(h->s, buf, m.len);
 	if (rc == -ECONNRESET)
 		return hs_fail(h, eof_rc, "%s", eof_msg);
 	if (rc == -EAGAIN || rc == -EWOULDBLOCK)
@@ -481,15 +482,15 @@ hs_check_params(struct hs *h)
 }
 
 int
-px_handshake(int fd, const struct px_hs_params *p, struct px_hs_result *out, char *err,
-	     size_t errlen)
+px_handshake_s(struct px_sock *s, const struct px_hs_params *p, struct px_hs_result *out,
+	       char *err, size_t errlen)
 {
 	struct hs h;
 	uint32_t vmax;
 	int rc;
 
 	memset(&h, 0, sizeof(h));
-	h.fd = fd;
+	h.s = s;
 	h.p = p;
 	h.err = err;
 	h.errlen = errlen;
@@ -510,6 +511,15 @@ px_handshake(int fd, const struct px_hs_params *p, struct px_hs_result *out, cha
 	if (out->link == PX_LINK_META)
 		rc = hs_session(&h, &out->session);
 	return rc;
+}
+
+int
+px_handshake(int fd, const struct px_hs_params *p, struct px_hs_result *out, char *err,
+	     size_t errlen)
+{
+	struct px_sock s = { .fd = fd, .tls = NULL };
+
+	return px_handshake_s(&s, p, out, err, errlen);
 }
 
 /* Reads at most cap bytes; 0 at EOF is fine here (a short file). */
