@@ -16,10 +16,12 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "proto/px.h"
+#include "proto/px_tls.h"
 
 #include <openssl/evp.h>
 
 #define LK_RX_BUF   (64u * 1024)
+#define LK_TLS_BUF  (128u * 1024)       /* ciphertext staging, each way */
 #define LK_SLOTS    1024            /* messages awaiting an ack, writes awaiting a flush */
 #define LK_BARRIER  256             /* writes between the link's own flushes */
 #define LK_TX_BATCH 64
@@ -96,9 +98,16 @@ struct lk {
 	struct lk_rtag *payload;    /* receiving a data payload into this tag */
 	uint32_t payload_got;
 
+	struct px_tls *tls;         /* detached TLS session, or NULL */
+	char *ctx;                  /* sealed ciphertext being sent */
+	uint32_t ctx_len, ctx_sent;
+	char *crx;                  /* ciphertext received, not yet opened */
+	uint32_t crx_len;
+
 	struct lk_tx *txq_head, *txq_tail;
 	struct ev_op tx_op;
 	int tx_busy;
+	int tx_walking;             /* accounting a finished send: no nested send */
 	uint32_t tx_skip;
 	struct msghdr msg;
 	struct iovec iov[LK_TX_BATCH * 2];
@@ -140,6 +149,9 @@ lk_destroy(struct lk *l)
 	struct res_queue *q = l->q;
 
 	close(l->fd);
+	px_tls_free(l->tls);
+	free(l->ctx);
+	free(l->crx);
 	munmap(l->rbufs, l->rbufs_len);
 	free(l->rx);
 	free(l->slots);
@@ -321,22 +333,12 @@ lk_tx_sent(struct lk *l, struct lk_tx *t)
 	}
 }
 
+/* Bytes of the queue are gone (written to the socket, or sealed into
+ * ciphertext): release the messages they complete. */
 static void
-lk_tx_done(struct ev_op *op, int res, uint32_t flags)
+lk_tx_advance(struct lk *l, uint32_t left)
 {
-	struct lk *l = container_of(op, struct lk, tx_op);
-	uint32_t left;
-
-	(void)flags;
-	lk_enter(l);
-	l->tx_busy = 0;
-	if (res < 0) {
-		char why[64];
-		snprintf(why, sizeof(why), "send failed: %s", strerror(-res));
-		lk_fail(l, l->dead ? NULL : why);
-		res = 0;
-	}
-	left = (uint32_t)res;
+	l->tx_walking = 1;
 	while (l->txq_head && !l->dead) {
 		struct lk_tx *t = l->txq_head;
 		uint32_t rest = t->hlen + t->dlen - l->tx_skip;
@@ -352,10 +354,42 @@ lk_tx_done(struct ev_op *op, int res, uint32_t flags)
 			l->txq_tail = NULL;
 		lk_tx_sent(l, t);
 	}
+	l->tx_walking = 0;
+}
+
+static void
+lk_tx_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct lk *l = container_of(op, struct lk, tx_op);
+
+	(void)flags;
+	lk_enter(l);
+	l->tx_busy = 0;
+	if (res < 0) {
+		char why[64];
+		snprintf(why, sizeof(why), "send failed: %s", strerror(-res));
+		lk_fail(l, l->dead ? NULL : why);
+		res = 0;
+	}
+	if (l->tls)
+		l->ctx_sent += (uint32_t)res;
+	else
+		lk_tx_advance(l, (uint32_t)res);
 	if (l->dead)
 		lk_txq_drop(l);
 	lk_tx_pump(l);
 	lk_leave(l);
+}
+
+static void
+lk_send_ctx(struct lk *l)
+{
+	struct io_uring_sqe *sqe = ev_get_sqe(l->q->loop);
+
+	io_uring_prep_send(sqe, l->fd, l->ctx + l->ctx_sent, l->ctx_len - l->ctx_sent,
+			   MSG_NOSIGNAL);
+	ev_sqe_set_op(sqe, &l->tx_op);
+	l->tx_busy = 1;
 }
 
 static void
@@ -365,7 +399,13 @@ lk_tx_pump(struct lk *l)
 	struct lk_tx *t;
 	uint32_t n = 0, skip = l->tx_skip;
 
-	if (l->tx_busy || !l->txq_head || l->dead)
+	if (l->tx_busy || l->tx_walking || l->dead)
+		return;
+	if (l->tls && l->ctx_sent < l->ctx_len) {	/* never seal twice: send the rest */
+		lk_send_ctx(l);
+		return;
+	}
+	if (!l->txq_head)
 		return;
 	for (t = l->txq_head; t && n + 2 <= ARRAY_SIZE(l->iov); t = t->next) {
 		uint32_t hs = MIN(skip, t->hlen);
@@ -380,6 +420,24 @@ lk_tx_pump(struct lk *l)
 			l->iov[n++].iov_len = t->dlen - ds;
 		}
 		skip = 0;
+	}
+	if (l->tls) {
+		size_t consumed = 0, produced = 0;
+		int rc = px_tls_seal(l->tls, l->iov, (int)n, 0, l->ctx, LK_TLS_BUF, &consumed,
+				     &produced);
+
+		if (rc < 0) {
+			lk_fail(l, "TLS: sealing failed");
+			return;
+		}
+		l->ctx_len = (uint32_t)produced;
+		l->ctx_sent = 0;
+		/* Sealed is as good as sent for the messages: their buffers
+		 * may be reused now. */
+		lk_tx_advance(l, (uint32_t)consumed);
+		if (produced && !l->dead)
+			lk_send_ctx(l);
+		return;
 	}
 	memset(&l->msg, 0, sizeof(l->msg));
 	l->msg.msg_iov = l->iov;
@@ -1029,43 +1087,99 @@ lk_recv(struct lk *l, void *buf, uint32_t len, int flags)
 	l->rx_busy = 1;
 }
 
+/* n plaintext bytes arrived where lk_rx_pump asked for them. */
+static void
+lk_rx_account(struct lk *l, uint32_t n)
+{
+	if (l->payload) {
+		l->payload_got += n;
+		if (l->payload_got == l->payload->r.len) {
+			struct lk_rtag *t = l->payload;
+			l->payload = NULL;
+			if (t->type == PX_WRITE && l->res->conf.protocol == CONF_PROTO_SEMISYNC)
+				lk_recv_ack(l, t);
+			lk_dispatch(l, t);
+		}
+	} else {
+		l->rx_tail += n;
+	}
+}
+
+/* TLS: plaintext from ciphertext already received, into dst.  Returns the
+ * bytes produced, 0 when it needs more ciphertext (a recv is issued), or
+ * -1 when the link failed. */
+static int
+lk_tls_open(struct lk *l, void *dst, uint32_t cap)
+{
+	size_t used = 0, got = 0;
+	int rc = px_tls_open(l->tls, l->crx, l->crx_len, &used, dst, cap, &got);
+
+	if (rc < 0) {
+		lk_fail(l, rc == -ECONNRESET ? "peer closed the link" :
+			"TLS: a record failed to authenticate (tampering?)");
+		return -1;
+	}
+	memmove(l->crx, l->crx + used, l->crx_len - used);
+	l->crx_len -= (uint32_t)used;
+	if (got)
+		return (int)got;
+	lk_recv(l, l->crx + l->crx_len, LK_TLS_BUF - l->crx_len, 0);
+	return 0;
+}
+
+/* Parses what is buffered, then gets more bytes: straight into a write's
+ * buffer for its payload, else into the receive buffer; through TLS when
+ * the link has it. */
 static void
 lk_rx_pump(struct lk *l)
 {
 	char why[160];
 	int rc;
 
-	if (l->rx_busy || l->rx_stopped || l->dead)
-		return;
-	if (l->payload) {
-		lk_recv(l, (char *)l->payload->r.buf + l->payload_got,
-			l->payload->r.len - l->payload_got, MSG_WAITALL);
-		return;
-	}
-	while ((rc = lk_parse_one(l, why, sizeof(why))) == 1) {
-		if (l->dead)
+	for (;;) {
+		void *dst;
+		uint32_t cap;
+		int got;
+
+		if (l->rx_busy || l->rx_stopped || l->dead)
 			return;
-		if (l->payload)
-			break;
+		if (!l->payload) {
+			while ((rc = lk_parse_one(l, why, sizeof(why))) == 1) {
+				if (l->dead)
+					return;
+				if (l->payload)
+					break;
+			}
+			if (rc == -EPROTO) {
+				lk_fail(l, why);
+				return;
+			}
+			if (rc == -EAGAIN) {
+				l->stalled = 1;
+				return;
+			}
+			if (l->rx_head) {
+				memmove(l->rx, l->rx + l->rx_head, l->rx_tail - l->rx_head);
+				l->rx_tail -= l->rx_head;
+				l->rx_head = 0;
+			}
+		}
+		if (l->payload) {
+			dst = (char *)l->payload->r.buf + l->payload_got;
+			cap = l->payload->r.len - l->payload_got;
+		} else {
+			dst = l->rx + l->rx_tail;
+			cap = LK_RX_BUF - l->rx_tail;
+		}
+		if (!l->tls) {
+			lk_recv(l, dst, cap, l->payload ? MSG_WAITALL : 0);
+			return;
+		}
+		got = lk_tls_open(l, dst, cap);
+		if (got <= 0)
+			return;
+		lk_rx_account(l, (uint32_t)got);
 	}
-	if (rc == -EPROTO) {
-		lk_fail(l, why);
-		return;
-	}
-	if (rc == -EAGAIN) {
-		l->stalled = 1;
-		return;
-	}
-	if (l->rx_head) {
-		memmove(l->rx, l->rx + l->rx_head, l->rx_tail - l->rx_head);
-		l->rx_tail -= l->rx_head;
-		l->rx_head = 0;
-	}
-	if (l->payload) {
-		lk_rx_pump(l);
-		return;
-	}
-	lk_recv(l, l->rx + l->rx_tail, LK_RX_BUF - l->rx_tail, 0);
 }
 
 static void
@@ -1082,25 +1196,18 @@ lk_rx_done(struct ev_op *op, int res, uint32_t flags)
 		char why[64];
 		snprintf(why, sizeof(why), "%s", res ? strerror(-res) : "peer closed the link");
 		lk_fail(l, l->dead ? NULL : why);
-	} else if (l->payload) {
-		l->payload_got += (uint32_t)res;
-		if (l->payload_got == l->payload->r.len) {
-			struct lk_rtag *t = l->payload;
-			l->payload = NULL;
-			if (t->type == PX_WRITE && l->res->conf.protocol == CONF_PROTO_SEMISYNC)
-				lk_recv_ack(l, t);
-			lk_dispatch(l, t);
-		}
-		lk_rx_pump(l);
 	} else {
-		l->rx_tail += (uint32_t)res;
+		if (l->tls)
+			l->crx_len += (uint32_t)res;
+		else
+			lk_rx_account(l, (uint32_t)res);
 		lk_rx_pump(l);
 	}
 	lk_leave(l);
 }
 
 int
-lk_new(struct lk **out, struct res_queue *q, int fd)
+lk_new(struct lk **out, struct res_queue *q, int fd, struct px_tls *tls)
 {
 	struct lk *l = calloc(1, sizeof(*l));
 	struct res *r = q->res;
@@ -1110,6 +1217,18 @@ lk_new(struct lk **out, struct res_queue *q, int fd)
 	l->q = q;
 	l->res = r;
 	l->fd = fd;
+	l->tls = tls;
+	if (tls) {
+		l->ctx = malloc(LK_TLS_BUF);
+		l->crx = malloc(LK_TLS_BUF);
+		if (!l->ctx || !l->crx) {
+			free(l->ctx);
+			free(l->crx);
+			free(l);
+			l = NULL;
+			goto nomem;
+		}
+	}
 	l->max_data = r->conf.max_io_size;
 	l->depth = r->conf.queue_depth;
 	l->rx = malloc(LK_RX_BUF);
@@ -1124,6 +1243,8 @@ lk_new(struct lk **out, struct res_queue *q, int fd)
 		free(l->rx);
 		free(l->slots);
 		free(l->rtags);
+		free(l->ctx);
+		free(l->crx);
 		free(l);
 		goto nomem;
 	}
@@ -1148,6 +1269,7 @@ lk_new(struct lk **out, struct res_queue *q, int fd)
 	lk_leave(l);
 	return 0;
 nomem:
+	px_tls_free(tls);
 	close(fd);
 	return -ENOMEM;
 }

@@ -25,8 +25,11 @@
 struct lk;
 struct res_queue;
 
-/* Takes ownership of an authenticated socket; starts receiving. */
-int lk_new(struct lk **out, struct res_queue *q, int fd);
+struct px_tls;
+
+/* Takes ownership of an authenticated socket (and of its detached TLS
+ * session, or NULL); starts receiving. */
+int lk_new(struct lk **out, struct res_queue *q, int fd, struct px_tls *tls);
 /* Queue thread.  Ends the link: requests waiting on the peer complete with
  * -ENOTCONN; the link frees itself once its operations have drained and
  * calls peer_link_closed(). */

@@ -23,6 +23,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "proto/px.h"
+#include "proto/px_tls.h"
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -42,7 +43,8 @@ struct peer {
 	int initiator;           /* our name sorts first: we connect */
 	unsigned char secret[4096];
 	size_t secret_len;
-	int meta_fd;
+	struct px_sock meta;     /* fd -1 when none; tls when TLS is configured */
+	struct px_tls_ctx *tls_ctx;
 	uint64_t session;
 
 	/* (lock) */
@@ -64,6 +66,7 @@ struct link_msg {
 	struct ev_msg msg;
 	struct res_queue *q;
 	int fd;
+	struct px_tls *tls;      /* detached, owned by the message until adopted */
 	unsigned epoch;
 };
 
@@ -380,8 +383,11 @@ peer_accept(struct peer *p, int ms)
 	return fd;
 }
 
+/* TLS first when configured (certificates both ways), then the HMAC
+ * handshake inside it.  *tls gets the session (NULL without TLS). */
 static int
-peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_result *out)
+peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_result *out,
+	struct px_tls **tls)
 {
 	struct res *r = p->res;
 	struct px_hs_params hp = {
@@ -397,9 +403,20 @@ peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_resu
 		.features = 0,
 	};
 	char err[256];
-	int rc = px_handshake(fd, &hp, out, err, sizeof(err));
+	struct px_sock sk = { .fd = fd, .tls = NULL };
+	int rc;
 
+	*tls = NULL;
+	if (p->tls_ctx) {
+		rc = px_tls_handshake(p->tls_ctx, fd, p->initiator, &sk.tls, err, sizeof(err));
+		if (rc) {
+			LOG_WARN("peer: TLS handshake failed: %s", err);
+			return rc;
+		}
+	}
+	rc = px_handshake_s(&sk, &hp, out, err, sizeof(err));
 	if (rc) {
+		px_tls_free(sk.tls);
 		LOG_WARN("peer: %s link handshake failed: %s", link == PX_LINK_META ? "meta" : "data",
 			 err);
 		return rc;
@@ -407,8 +424,10 @@ peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_resu
 	if (out->link != link) {
 		LOG_WARN("peer: expected a %s link, the peer opened another kind",
 			 link == PX_LINK_META ? "meta" : "data");
+		px_tls_free(sk.tls);
 		return -EPROTO;
 	}
+	*tls = sk.tls;
 	return 0;
 }
 
@@ -426,10 +445,12 @@ peer_adopt_run(struct ev_msg *m)
 	pthread_mutex_lock(&r->lock);
 	epoch = r->peer->epoch;
 	pthread_mutex_unlock(&r->lock);
-	if (epoch == lm->epoch && !q->link)
-		rc = lk_new(&q->link, q, lm->fd);
-	else
+	if (epoch == lm->epoch && !q->link) {
+		rc = lk_new(&q->link, q, lm->fd, lm->tls);
+	} else {
+		px_tls_free(lm->tls);
 		close(lm->fd);
+	}
 	if (rc) {
 		pthread_mutex_lock(&r->lock);
 		r->peer->links_open--;
@@ -450,11 +471,13 @@ peer_fail_run(struct ev_msg *m)
 }
 
 static int
-peer_post(struct peer *p, struct res_queue *q, int fd, void (*fn)(struct ev_msg *))
+peer_post(struct peer *p, struct res_queue *q, int fd, struct px_tls *tls,
+	  void (*fn)(struct ev_msg *))
 {
 	struct link_msg *lm = calloc(1, sizeof(*lm));
 
 	if (!lm) {
+		px_tls_free(tls);
 		if (fd >= 0)
 			close(fd);
 		return -ENOMEM;
@@ -462,6 +485,7 @@ peer_post(struct peer *p, struct res_queue *q, int fd, void (*fn)(struct ev_msg 
 	lm->msg.fn = fn;
 	lm->q = q;
 	lm->fd = fd;
+	lm->tls = tls;
 	pthread_mutex_lock(&p->res->lock);
 	lm->epoch = p->epoch;
 	if (fn == peer_adopt_run)
@@ -469,6 +493,16 @@ peer_post(struct peer *p, struct res_queue *q, int fd, void (*fn)(struct ev_msg 
 	pthread_mutex_unlock(&p->res->lock);
 	ev_post(q->loop, &lm->msg);
 	return 0;
+}
+
+static void
+peer_close_meta(struct peer *p)
+{
+	px_tls_free(p->meta.tls);
+	p->meta.tls = NULL;
+	if (p->meta.fd >= 0)
+		close(p->meta.fd);
+	p->meta.fd = -1;
 }
 
 /* Ends every data link and waits until the queues have let go of them. */
@@ -479,17 +513,16 @@ peer_teardown(struct peer *p, const char *why)
 	struct rsm_state s;
 	struct meta_sb sb;
 
-	if (p->meta_fd >= 0) {
-		px_send(p->meta_fd, PX_DISCONNECT, 0, 0, NULL, 0);
-		close(p->meta_fd);
-		p->meta_fd = -1;
+	if (p->meta.fd >= 0) {
+		px_send_s(&p->meta, PX_DISCONNECT, 0, 0, NULL, 0);
+		peer_close_meta(p);
 	}
 	pthread_mutex_lock(&r->lock);
 	p->epoch++;
 	p->peer_known = 0;
 	pthread_mutex_unlock(&r->lock);
 	for (unsigned i = 0; i < r->nqueues; i++)
-		peer_post(p, &r->queues[i], -1, peer_fail_run);
+		peer_post(p, &r->queues[i], -1, NULL, peer_fail_run);
 	pthread_mutex_lock(&r->lock);
 	while (p->links_open)
 		pthread_cond_wait(&r->cond, &r->lock);
@@ -532,11 +565,11 @@ peer_send_bitmap(struct peer *p)
 
 		memcpy(buf, &first_bit, sizeof(first_bit));
 		dm_bitmap_get(r->dm, off, buf + sizeof(struct px_bitmap), n);
-		rc = px_send(p->meta_fd, PX_BITMAP, 0, 0, buf, (uint32_t)sizeof(struct px_bitmap) + n);
+		rc = px_send_s(&p->meta, PX_BITMAP, 0, 0, buf, (uint32_t)sizeof(struct px_bitmap) + n);
 		if (rc)
 			return rc;
 	}
-	return px_send(p->meta_fd, PX_BITMAP_DONE, 0, 0, NULL, 0);
+	return px_send_s(&p->meta, PX_BITMAP_DONE, 0, 0, NULL, 0);
 }
 
 static int
@@ -552,7 +585,7 @@ peer_recv_bitmap(struct peer *p)
 	for (;;) {
 		uint64_t first;
 
-		rc = px_recv(p->meta_fd, &m, buf, sizeof(buf), r->conf.max_io_size, why, sizeof(why));
+		rc = px_recv_s(&p->meta, &m, buf, sizeof(buf), r->conf.max_io_size, why, sizeof(why));
 		if (rc) {
 			LOG_WARN("peer: receiving the bitmap: %s", rc == -EPROTO ? why : strerror(-rc));
 			return rc;
@@ -583,10 +616,10 @@ peer_exchange_state(struct peer *p, struct px_state *mine, struct px_state *thei
 
 	peer_local_state(p->res, mine);
 	px_state_encode(buf, mine);
-	rc = px_send(p->meta_fd, PX_STATE, 0, 0, buf, sizeof(buf));
+	rc = px_send_s(&p->meta, PX_STATE, 0, 0, buf, sizeof(buf));
 	if (rc)
 		return rc;
-	rc = px_recv(p->meta_fd, &m, buf, sizeof(buf), p->res->conf.max_io_size, why, sizeof(why));
+	rc = px_recv_s(&p->meta, &m, buf, sizeof(buf), p->res->conf.max_io_size, why, sizeof(why));
 	if (rc)
 		return rc;
 	if (m.type != PX_STATE || px_state_decode(buf, m.len, theirs))
@@ -679,6 +712,7 @@ peer_open_data_links(struct peer *p)
 {
 	struct res *r = p->res;
 	struct px_hs_result hr;
+	struct px_tls *tls = NULL;
 	unsigned got = 0, seen = 0;
 	int fd, rc;
 
@@ -687,25 +721,31 @@ peer_open_data_links(struct peer *p)
 			fd = peer_dial(p, PEER_HS_TIMEOUT_MS);
 			if (fd < 0)
 				return fd;
-			rc = peer_hs(p, fd, PX_LINK_DATA, (uint16_t)i, &hr);
+			rc = peer_hs(p, fd, PX_LINK_DATA, (uint16_t)i, &hr, &tls);
 		} else {
 			fd = peer_accept(p, PEER_HS_TIMEOUT_MS);
 			if (fd < 0)
 				return fd;
-			rc = peer_hs(p, fd, PX_LINK_DATA, 0, &hr);
+			rc = peer_hs(p, fd, PX_LINK_DATA, 0, &hr, &tls);
 			if (!rc && (hr.queue >= r->nqueues || (seen & (1u << hr.queue)))) {
 				LOG_WARN("peer: data link for queue %u refused", hr.queue);
 				rc = -EPROTO;
 			}
 		}
+		/* From here the queue's ring moves the bytes: memory BIOs. */
+		if (!rc && tls && px_tls_detach(tls)) {
+			LOG_WARN("peer: TLS session could not be detached for the data link");
+			rc = -EPROTO;
+		}
 		if (rc) {
+			px_tls_free(tls);
 			close(fd);
 			return rc;
 		}
 		seen |= 1u << hr.queue;
 		/* The data path runs on the queue's ring: no socket timeouts. */
 		peer_timeouts(fd, 0);
-		rc = peer_post(p, &r->queues[p->initiator ? i : hr.queue], fd, peer_adopt_run);
+		rc = peer_post(p, &r->queues[p->initiator ? i : hr.queue], fd, tls, peer_adopt_run);
 		if (rc)
 			return rc;
 		got++;
@@ -740,7 +780,7 @@ peer_sync_finished_target(struct peer *p, const struct px_state *src)
 
 		peer_local_state(r, &st);
 		px_state_encode(buf, &st);
-		px_send(p->meta_fd, PX_STATE, 0, 0, buf, sizeof(buf));
+		px_send_s(&p->meta, PX_STATE, 0, 0, buf, sizeof(buf));
 	}
 }
 
@@ -759,7 +799,7 @@ peer_sync_finished_source(struct peer *p)
 	dm_sb_write(r->dm, &sb);
 	peer_local_state(r, &st);
 	px_state_encode(buf, &st);
-	px_send(p->meta_fd, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
+	px_send_s(&p->meta, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
 	rsm_get(r, &s);
 	s.repl = RSM_R_ESTABLISHED;
 	rsm_set(r, &s, "resync finished");
@@ -791,13 +831,17 @@ peer_established(struct peer *p, int source, int target)
 	int rc;
 
 	for (;;) {
-		struct pollfd pf[2] = { { .fd = p->meta_fd, .events = POLLIN },
+		struct pollfd pf[2] = { { .fd = p->meta.fd, .events = POLLIN },
 					{ .fd = p->efd, .events = POLLIN } };
 		int stop, want, dirty, failed, done, restart, vdone;
 		uint64_t vbad;
 		uint64_t now;
 
-		poll(pf, 2, (int)MAX(timeout / 4, 10));
+		/* TLS may hold a whole message already: then do not wait. */
+		if (px_sock_pending(&p->meta))
+			pf[0].revents = POLLIN;
+		else
+			poll(pf, 2, (int)MAX(timeout / 4, 10));
 		if (pf[1].revents & POLLIN) {
 			uint64_t v;
 			if (read(p->efd, &v, sizeof(v)) < 0)
@@ -849,7 +893,7 @@ peer_established(struct peer *p, int source, int target)
 					/* Our STATE makes the primary start. */
 					peer_local_state(r, &st);
 					px_state_encode(buf, &st);
-					px_send(p->meta_fd, PX_STATE, 0, 0, buf, sizeof(buf));
+					px_send_s(&p->meta, PX_STATE, 0, 0, buf, sizeof(buf));
 				}
 			}
 		}
@@ -865,14 +909,14 @@ peer_established(struct peer *p, int source, int target)
 			struct px_state st;
 			peer_local_state(r, &st);
 			px_state_encode(buf, &st);
-			px_send(p->meta_fd, PX_STATE, 0, 0, buf, sizeof(buf));
+			px_send_s(&p->meta, PX_STATE, 0, 0, buf, sizeof(buf));
 			last_tx = util_now_ms();
 		}
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			struct px_msg m;
 			struct px_state st;
 
-			rc = px_recv(p->meta_fd, &m, buf, sizeof(buf), r->conf.max_io_size, why,
+			rc = px_recv_s(&p->meta, &m, buf, sizeof(buf), r->conf.max_io_size, why,
 				     sizeof(why));
 			if (rc) {
 				LOG_WARN("peer: meta link: %s", rc == -EPROTO ? why : rc == -ECONNRESET ?
@@ -883,7 +927,7 @@ peer_established(struct peer *p, int source, int target)
 			last_rx = util_now_ms();
 			switch (m.type) {
 			case PX_PING:
-				px_send(p->meta_fd, PX_PING_ACK, 0, 0, NULL, 0);
+				px_send_s(&p->meta, PX_PING_ACK, 0, 0, NULL, 0);
 				last_tx = last_rx;
 				break;
 			case PX_PING_ACK:
@@ -943,7 +987,7 @@ peer_established(struct peer *p, int source, int target)
 			return;
 		}
 		if (now - last_tx >= timeout / 4) {
-			if (px_send(p->meta_fd, PX_PING, 0, 0, NULL, 0)) {
+			if (px_send_s(&p->meta, PX_PING, 0, 0, NULL, 0)) {
 				peer_teardown(p, "peer lost");
 				return;
 			}
@@ -967,8 +1011,9 @@ peer_resync_mode(int d, const struct px_state *mine, const struct px_state *thei
 	return RESYNC_DATA;
 }
 
-/* One attempt: meta link up to established (or refused). */
-static void
+/* One attempt: meta link up to established (or refused).  Returns 1 when
+ * the session was established (and has ended since). */
+static int
 peer_session(struct peer *p, int fd)
 {
 	struct res *r = p->res;
@@ -976,9 +1021,10 @@ peer_session(struct peer *p, int fd)
 	struct px_state mine, theirs;
 	int d, source, target, rc;
 
-	p->meta_fd = fd;
+	p->meta.fd = fd;
+	p->meta.tls = NULL;
 	p->session = 0;
-	if (peer_hs(p, fd, PX_LINK_META, 0, &hr))
+	if (peer_hs(p, fd, PX_LINK_META, 0, &hr, &p->meta.tls))
 		goto fail;
 	/* Derived by both sides in the handshake; data links must carry it. */
 	p->session = hr.session;
@@ -988,12 +1034,11 @@ peer_session(struct peer *p, int fd)
 	}
 	d = peer_decide(p, &mine, &theirs);
 	if (d < 0) {
-		px_send(fd, PX_DISCONNECT, 0, 0, NULL, 0);
-		close(fd);
-		p->meta_fd = -1;
+		px_send_s(&p->meta, PX_DISCONNECT, 0, 0, NULL, 0);
+		peer_close_meta(p);
 		/* Do not retry by itself: the operator decides. */
 		peer_set(p, &p->want, 0);
-		return;
+		return 0;
 	}
 	/* Bitmaps: connector first, then listener, so neither blocks on a
 	 * full socket while the other also sends. */
@@ -1041,9 +1086,10 @@ peer_session(struct peer *p, int fd)
 	if (source || mine.role)
 		resync_kick(r, peer_resync_mode(d, &mine, &theirs));
 	peer_established(p, source, target);
-	return;
+	return 1;
 fail:
 	peer_teardown(p, "connection failed");
+	return 0;
 }
 
 static void *
@@ -1097,8 +1143,15 @@ peer_main(void *arg)
 			}
 			continue;
 		}
-		backoff = PEER_BACKOFF_MIN_MS;
-		peer_session(p, fd);
+		/* A failed session backs off too: redialing at once while the
+		 * listener still holds stale attempts only keeps it busy. */
+		if (peer_session(p, fd)) {
+			backoff = PEER_BACKOFF_MIN_MS;
+		} else if (p->initiator) {
+			struct pollfd pf = { .fd = p->efd, .events = POLLIN };
+			poll(&pf, 1, (int)backoff);
+			backoff = MIN(backoff * 2, PEER_BACKOFF_MAX_MS);
+		}
 	}
 	return NULL;
 }
@@ -1155,18 +1208,28 @@ peer_start(struct res *r, char *err, size_t errlen)
 		return -ENOMEM;
 	p->res = r;
 	p->listen_fd = -1;
-	p->meta_fd = -1;
+	p->meta.fd = -1;
 	rc = px_load_secret(r->conf.secret_file, p->secret, sizeof(p->secret), &p->secret_len,
 			    err, errlen);
 	if (rc) {
 		free(p);
 		return rc;
 	}
+	if (r->conf.tls_cert[0]) {
+		rc = px_tls_ctx_new(&p->tls_ctx, r->conf.tls_cert, r->conf.tls_key, r->conf.tls_ca,
+				    err, errlen);
+		if (rc) {
+			OPENSSL_cleanse(p->secret, sizeof(p->secret));
+			free(p);
+			return rc;
+		}
+	}
 	p->initiator = strcmp(r->conf.nodes[r->conf.self].name,
 			      r->conf.nodes[r->conf.peer].name) < 0;
 	if (!p->initiator) {
 		rc = peer_listen(p, err, errlen);
 		if (rc) {
+			px_tls_ctx_free(p->tls_ctx);
 			free(p);
 			return rc;
 		}
@@ -1196,11 +1259,11 @@ peer_stop(struct res *r)
 		return;
 	peer_set(p, &p->stop, 1);
 	pthread_join(p->thread, NULL);
-	if (p->meta_fd >= 0)
-		close(p->meta_fd);
+	peer_close_meta(p);
 	if (p->listen_fd >= 0)
 		close(p->listen_fd);
 	close(p->efd);
+	px_tls_ctx_free(p->tls_ctx);
 	OPENSSL_cleanse(p->secret, sizeof(p->secret));
 	r->peer = NULL;
 	free(p);
