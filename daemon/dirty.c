@@ -58,6 +58,7 @@ struct dm {
 	int md_error;             /* sticky: metadata can no longer be written */
 	struct req_wait *waiters;
 	uint64_t md_writes;
+	int gen_bump;             /* next unreplicated write starts a generation */
 	int stopping;
 	int thread_started;
 	pthread_t thread;
@@ -186,12 +187,24 @@ dm_commit_batch(struct dm *dm)
 {
 	uint64_t b = dm->open_batch++;
 	uint32_t n;
-	int rc;
+	int rc = 0, bump = dm->gen_bump;
 
 	dm->pending = 0;
+	dm->gen_bump = 0;
 	n = dm_snapshot(dm, dm->actmap, 0, 0, SIZE_MAX);
 	pthread_mutex_unlock(&dm->lock);
-	rc = dm_write_pages(dm, dm->actmap_off, n);
+	if (bump) {	/* before the write that diverges reaches the disk */
+		struct meta_sb sb;
+
+		dm_sb_get(dm, &sb);
+		meta_start_generation(&sb);
+		rc = dm_sb_write(dm, &sb);
+		if (!rc)
+			LOG_INFO("metadata: first write without the peer: new generation %016llx",
+				 (unsigned long long)sb.gen_current);
+	}
+	if (!rc)
+		rc = dm_write_pages(dm, dm->actmap_off, n);
 	pthread_mutex_lock(&dm->lock);
 	if (rc < 0 && !dm->md_error) {
 		LOG_ERROR("metadata: writing the activity map failed: %s", strerror(-rc));
@@ -484,6 +497,12 @@ dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, int mark_oos, struct r
 	}
 	if (mark_oos)
 		bm_set_range(dm->bitmap, first, n);
+	if (mark_oos && dm->gen_bump) {
+		wait = 1;
+		need = dm->open_batch;
+		if (dm->pending++ == 0)
+			pthread_cond_signal(&dm->cond);
+	}
 	for (uint32_t e = e0; e <= e1; e++) {
 		struct dm_ext *x = &dm->ext[e];
 
@@ -695,5 +714,14 @@ dm_bitmap_or(struct dm *dm, uint64_t off, const void *buf, uint32_t len)
 				bm_set_range(dm->bitmap, bit, 1);
 		}
 	}
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
+dm_new_gen_on_write(struct dm *dm, int on)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	dm->gen_bump = on;
 	pthread_mutex_unlock(&dm->lock);
 }

@@ -61,6 +61,10 @@ void dm_mark_all(struct dm *dm);
 /* Next out-of-sync range at or after off: returns 0 with *roff, *rlen set,
  * or -ENOENT. */
 int dm_next_oos(struct dm *dm, uint64_t off, uint64_t maxlen, uint64_t *roff, uint64_t *rlen);
+/* on: the next write that is not replicated (mark_oos) first moves the
+ * metadata to a new generation (meta_start_generation), durably, in the
+ * same batch as its activity marks.  off: cancel (the peer is back). */
+void dm_new_gen_on_write(struct dm *dm, int on);
 /* Writes dirty bitmap pages now (synchronously).  0 or -errno. */
 int dm_flush_bitmap(struct dm *dm);
 /* Raw bitmap access for the exchange with the peer (byte offsets into the

@@ -78,9 +78,10 @@ gen_is_full(struct gen_verdict v)
 
 /* The side wrote at its current generation without moving on: blocks out
  * of sync, no bitmap generation, data it trusts (up to date), and not the
- * activity extents of a crash (those were never acknowledged).  Today the
- * daemon keeps `current` when a primary loses its peer, so this is the only
- * trace of writes acknowledged while alone. */
+ * activity extents of a crash (those were never acknowledged).  The daemon
+ * moves a primary to a new generation with its first write alone, so this
+ * row is the safety net for a node whose metadata did not record that
+ * (for instance a crash between the write and the superblock). */
 static int
 gen_wrote_unrotated(const struct gen_side *s)
 {

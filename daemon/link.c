@@ -240,15 +240,8 @@ lk_fail(struct lk *l, const char *why)
 	if (!l->tx_busy)
 		lk_txq_drop(l);
 	lk_fail_outstanding(l);
-	/* The peer is gone: parked writes from it are dropped unapplied, the
-	 * primary marks them out of sync. */
-	while (l->parked) {
-		struct lk_rtag *t2 = l->parked;
-		l->parked = t2->next;
-		t2->next = l->free_rtags;
-		l->free_rtags = t2;
-		l->rtags_busy--;
-	}
+	/* Parked writes stay: they are applied, in order, as the running ones
+	 * finish (semi-sync already told the primary they were received). */
 	if (l->payload) {
 		l->payload->next = l->free_rtags;
 		l->free_rtags = l->payload;
@@ -987,7 +980,9 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 			return -EPROTO;
 		}
 		dm_mark_oos(l->res->dm, io.offset, io.length);
-		peer_set_behind(l->res);
+		/* From a verify too: only pull-ahead makes this node "behind". */
+		if (l->res->conf.protocol == CONF_PROTO_ASYNC && l->res->conf.on_congestion_pull_ahead)
+			peer_set_behind(l->res);
 		l->rx_head += PX_HDR_SIZE + m.len;
 		return 1;
 	case PX_WRITE: case PX_RS_DATA: case PX_TRIM: case PX_FLUSH: case PX_CSUM_REQ:

@@ -583,3 +583,14 @@ meta_new_gen(void)
 	} while (v < 16);
 	return v;
 }
+
+void
+meta_start_generation(struct meta_sb *sb)
+{
+	if (sb->gen_bitmap == 0)
+		sb->gen_bitmap = sb->gen_current;
+	memmove(&sb->gen_history[1], &sb->gen_history[0],
+		sizeof(sb->gen_history) - sizeof(sb->gen_history[0]));
+	sb->gen_history[0] = sb->gen_current;
+	sb->gen_current = meta_new_gen();
+}

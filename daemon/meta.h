@@ -113,5 +113,9 @@ int meta_create(int md_fd, const struct meta_sb *sb);
 
 /* New random 64-bit generation identifier (never 0..15, which are reserved). */
 uint64_t meta_new_gen(void);
+/* This node goes on alone: the current generation becomes the bitmap one
+ * (what the peer last shared; kept if already set), history shifts, a new
+ * current is drawn. */
+void meta_start_generation(struct meta_sb *sb);
 
 #endif

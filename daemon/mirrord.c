@@ -18,6 +18,7 @@
 #include "daemon/conflict.h"
 #include "daemon/peer.h"
 #include "daemon/export.h"
+#include "daemon/frontend.h"
 #include "daemon/queue.h"
 #include "daemon/resource.h"
 #include "lib/log.h"
@@ -182,13 +183,17 @@ main(int argc, char **argv)
 		fprintf(stderr, "mirrord: %s\n", err);
 		return EXIT_CONFIG;
 	}
+	if (peer_check_config(&r->conf, err, sizeof(err))) {
+		fprintf(stderr, "mirrord: %s\n", err);
+		return EXIT_CONFIG;
+	}
 	if (check) {
 		if (dump)
 			conf_dump(&r->conf, stdout);
 		return 0;
 	}
 	/* Refused before the disk is touched. */
-	if (r->conf.frontend != CONF_FE_EXPORT) {
+	if (!fe_for(r)) {
 		fprintf(stderr, "mirrord: %s: frontend = %s is not available in this build "
 			"(use frontend = export)\n", file, conf_frontend_name(r->conf.frontend));
 		return EXIT_CONFIG;
@@ -263,7 +268,7 @@ main(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	sw.fd = signalfd(-1, &mask, SFD_CLOEXEC);
-	rc = ev_new(&r->ctl_loop, 64);
+	rc = ev_new(&r->ctl_loop, 64, 0);
 	if (rc || sw.fd < 0) {
 		LOG_ERROR("cannot set up the control loop: %s", strerror(rc ? -rc : errno));
 		code = EXIT_RUNTIME;
@@ -286,15 +291,12 @@ main(int argc, char **argv)
 		code = EXIT_RUNTIME;
 		goto out;
 	}
-	switch (r->conf.frontend) {
-	case CONF_FE_EXPORT:
-		rc = export_open(r, err, sizeof(err));
-		break;
-	default:
-		snprintf(err, sizeof(err), "frontend = %s is not available in this build "
-			 "(use frontend = export)", conf_frontend_name(r->conf.frontend));
-		rc = -ENOTSUP;
-		break;
+	{
+		int resumed = 0;
+
+		rc = fe_for(r)->open(r, &resumed, err, sizeof(err));
+		if (!rc && resumed)
+			rsm_resume_primary(r);
 	}
 	if (rc) {
 		LOG_ERROR("%s", err);
@@ -323,7 +325,7 @@ main(int argc, char **argv)
 
 out:
 	atomic_store(&r->shutting_down, 1);
-	export_close(r);
+	fe_for(r)->close(r);
 	peer_stop(r);
 	queue_stop_all(r);
 	cf_free(r->cf);

@@ -44,6 +44,7 @@ struct peer {
 	unsigned char secret[4096];
 	size_t secret_len;
 	struct px_sock meta;     /* fd -1 when none; tls when TLS is configured */
+	int authed;              /* the meta link passed authentication */
 	struct px_tls_ctx *tls_ctx;
 	uint64_t session;
 
@@ -324,14 +325,34 @@ peer_resolve(const struct conf_node *n, struct addrinfo **ai, int passive)
 	return getaddrinfo(n->host, port, &hints, ai) ? -EHOSTUNREACH : 0;
 }
 
-/* Waits up to ms for fd (or the wake eventfd); 1 ready, 0 timeout/wake. */
+/* Waits up to ms for fd: 1 ready, 0 on timeout or when the thread must
+ * stop or disconnect.  Other wake-ups (state changes) are drained and the
+ * wait goes on: they are handled once a session is up. */
 static int
 peer_poll(struct peer *p, int fd, short ev, int ms)
 {
-	struct pollfd pf[2] = { { .fd = fd, .events = ev }, { .fd = p->efd, .events = POLLIN } };
-	int n = poll(pf, 2, ms);
+	uint64_t end = util_now_ms() + (uint64_t)ms;
 
-	return n > 0 && (pf[0].revents & (ev | POLLERR | POLLHUP)) ? 1 : 0;
+	for (;;) {
+		struct pollfd pf[2] = { { .fd = fd, .events = ev },
+					{ .fd = p->efd, .events = POLLIN } };
+		uint64_t now = util_now_ms(), v;
+		int stop;
+
+		if (now >= end)
+			return 0;
+		if (poll(pf, 2, (int)(end - now)) <= 0)
+			continue;
+		if (pf[0].revents & (ev | POLLERR | POLLHUP))
+			return 1;
+		if (read(p->efd, &v, sizeof(v)) < 0)
+			(void)0;
+		pthread_mutex_lock(&p->res->lock);
+		stop = p->stop || !p->want || p->restart;
+		pthread_mutex_unlock(&p->res->lock);
+		if (stop)
+			return 0;
+	}
 }
 
 static int
@@ -421,12 +442,8 @@ peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_resu
 			 err);
 		return rc;
 	}
-	if (out->link != link) {
-		LOG_WARN("peer: expected a %s link, the peer opened another kind",
-			 link == PX_LINK_META ? "meta" : "data");
-		px_tls_free(sk.tls);
-		return -EPROTO;
-	}
+	/* The listener takes the kind the connector asks for: the caller
+	 * decides what a link of the other kind means. */
 	*tls = sk.tls;
 	return 0;
 }
@@ -498,6 +515,7 @@ peer_post(struct peer *p, struct res_queue *q, int fd, struct px_tls *tls,
 static void
 peer_close_meta(struct peer *p)
 {
+	p->authed = 0;
 	px_tls_free(p->meta.tls);
 	p->meta.tls = NULL;
 	if (p->meta.fd >= 0)
@@ -511,10 +529,11 @@ peer_teardown(struct peer *p, const char *why)
 {
 	struct res *r = p->res;
 	struct rsm_state s;
-	struct meta_sb sb;
 
 	if (p->meta.fd >= 0) {
-		px_send_s(&p->meta, PX_DISCONNECT, 0, 0, NULL, 0);
+		/* Only an authenticated peer hears why we leave. */
+		if (p->authed)
+			px_send_s(&p->meta, PX_DISCONNECT, 0, 0, NULL, 0);
 		peer_close_meta(p);
 	}
 	pthread_mutex_lock(&r->lock);
@@ -533,18 +552,11 @@ peer_teardown(struct peer *p, const char *why)
 	pthread_mutex_unlock(&r->lock);
 	rsm_get(r, &s);
 	/* A primary that goes on alone starts a new generation, so the peer
-	 * can later tell that this side changed (rule 4 of gen_compare). */
-	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED) {
-		dm_sb_get(r->dm, &sb);
-		if (sb.gen_bitmap == 0) {
-			sb.gen_bitmap = sb.gen_current;
-			memmove(&sb.gen_history[1], &sb.gen_history[0],
-				sizeof(sb.gen_history) - sizeof(sb.gen_history[0]));
-			sb.gen_history[0] = sb.gen_current;
-			sb.gen_current = meta_new_gen();
-			dm_sb_write(r->dm, &sb);
-		}
-	}
+	 * can later tell that this side changed (gen_compare rule 40) -- but
+	 * only with its first write alone: a primary that is stopped or
+	 * reconnects without writing has not diverged. */
+	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED)
+		dm_new_gen_on_write(r->dm, 1);
 	if (s.conn != RSM_C_SPLITBRAIN)
 		peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, why);
 }
@@ -681,6 +693,16 @@ peer_decide(struct peer *p, const struct px_state *mine, const struct px_state *
 			  "refusing to connect");
 		return -1;
 	}
+	if ((d == GEN_SOURCE_BITMAP || d == GEN_SOURCE_FULL) && mine->disk != RSM_D_UPTODATE) {
+		LOG_ERROR("peer: this node would be sync source but its data is %s",
+			  rsm_disk_name((enum rsm_disk)mine->disk));
+		return -1;
+	}
+	if ((d == GEN_TARGET_BITMAP || d == GEN_TARGET_FULL) && theirs->disk != RSM_D_UPTODATE) {
+		LOG_ERROR("peer: the peer would be sync source but its data is %s",
+			  rsm_disk_name((enum rsm_disk)theirs->disk));
+		return -1;
+	}
 	if (mine->role && (d == GEN_TARGET_BITMAP || d == GEN_TARGET_FULL)) {
 		LOG_ERROR("peer: this node is primary but would have to become sync target: demote it");
 		return -1;
@@ -716,20 +738,38 @@ peer_open_data_links(struct peer *p)
 	unsigned got = 0, seen = 0;
 	int fd, rc;
 
+	uint64_t deadline = util_now_ms() + PEER_HS_TIMEOUT_MS;
+
 	for (unsigned i = 0; i < r->nqueues; i++) {
 		if (p->initiator) {
 			fd = peer_dial(p, PEER_HS_TIMEOUT_MS);
 			if (fd < 0)
 				return fd;
 			rc = peer_hs(p, fd, PX_LINK_DATA, (uint16_t)i, &hr, &tls);
+			if (!rc && hr.link != PX_LINK_DATA)
+				rc = -EPROTO;
 		} else {
-			fd = peer_accept(p, PEER_HS_TIMEOUT_MS);
+			uint64_t now = util_now_ms();
+
+			fd = now < deadline ? peer_accept(p, (int)(deadline - now)) : -ETIMEDOUT;
 			if (fd < 0)
 				return fd;
 			rc = peer_hs(p, fd, PX_LINK_DATA, 0, &hr, &tls);
-			if (!rc && (hr.queue >= r->nqueues || (seen & (1u << hr.queue)))) {
-				LOG_WARN("peer: data link for queue %u refused", hr.queue);
-				rc = -EPROTO;
+			if (!rc && hr.link == PX_LINK_META) {
+				/* The peer started over: this session is dead. */
+				LOG_INFO("peer: the peer restarted its session");
+				px_tls_free(tls);
+				close(fd);
+				return -ESTALE;
+			}
+			if (rc || hr.queue >= r->nqueues || (seen & (1u << hr.queue))) {
+				/* A leftover of an earlier attempt: drop it, keep waiting. */
+				if (!rc)
+					LOG_WARN("peer: data link for queue %u refused", hr.queue);
+				px_tls_free(tls);
+				close(fd);
+				i--;
+				continue;
 			}
 		}
 		/* From here the queue's ring moves the bytes: memory BIOs. */
@@ -1026,6 +1066,12 @@ peer_session(struct peer *p, int fd)
 	p->session = 0;
 	if (peer_hs(p, fd, PX_LINK_META, 0, &hr, &p->meta.tls))
 		goto fail;
+	if (hr.link != PX_LINK_META) {
+		/* A data link left over from an earlier attempt: not a session. */
+		peer_close_meta(p);
+		return 0;
+	}
+	p->authed = 1;
 	/* Derived by both sides in the handshake; data links must carry it. */
 	p->session = hr.session;
 	if (peer_exchange_state(p, &mine, &theirs)) {
@@ -1061,10 +1107,16 @@ peer_session(struct peer *p, int fd)
 		LOG_WARN("peer: opening data links failed: %s", strerror(-rc));
 		goto fail;
 	}
-	/* What changed before this session was in the state exchange. */
+	/* What changed before this session was in the state exchange; a
+	 * restart or a discard asked before it is done with. */
 	pthread_mutex_lock(&r->lock);
 	p->state_dirty = 0;
+	p->restart = 0;
+	if (!target)
+		p->discard_my_data = 0;
 	pthread_mutex_unlock(&r->lock);
+	/* Connected again before any write alone: same generation. */
+	dm_new_gen_on_write(r->dm, 0);
 	/* Queue sockets need no timeouts; the meta link keeps short ones. */
 	peer_timeouts(fd, (int)r->conf.ping_timeout_ms);
 	pthread_mutex_lock(&r->lock);
@@ -1188,6 +1240,33 @@ peer_listen(struct peer *p, char *err, size_t errlen)
 	freeaddrinfo(ai);
 	p->listen_fd = fd;
 	return 0;
+}
+
+int
+peer_check_config(const struct conf *c, char *err, size_t errlen)
+{
+	unsigned char secret[4096];
+	struct px_tls_ctx *ctx = NULL;
+	size_t len;
+	int rc;
+
+	if (c->peer < 0 || !c->secret_file[0])
+		return 0;
+	if (c->queues > 1 && c->protocol != CONF_PROTO_SYNC) {
+		snprintf(err, errlen, "%s: queues = %u needs protocol = sync (with semi-sync or "
+			 "async, overlapping writes on different queues could reach the peer out "
+			 "of order)", c->file, c->queues);
+		return -EINVAL;
+	}
+	rc = px_load_secret(c->secret_file, secret, sizeof(secret), &len, err, errlen);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (rc)
+		return rc;
+	if (c->tls_cert[0]) {
+		rc = px_tls_ctx_new(&ctx, c->tls_cert, c->tls_key, c->tls_ca, err, errlen);
+		px_tls_ctx_free(ctx);
+	}
+	return rc;
 }
 
 int

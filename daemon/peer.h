@@ -12,8 +12,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/conf.h"
+
 struct res;
 struct res_queue;
+
+/* Start-up checks of the replication settings, before any disk is
+ * touched: the secret file, the TLS files, and that queues > 1 goes only
+ * with protocol = sync (overlapping writes on different queues are ordered
+ * on the peer only when each completes there before the next starts).
+ * 0 or -errno with err set. */
+int peer_check_config(const struct conf *c, char *err, size_t errlen);
 
 /* Starts the peer thread when a peer is configured.  0 or -errno with
  * err set (e.g. an unreadable secret file). */

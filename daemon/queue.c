@@ -139,7 +139,8 @@ queue_main(void *arg)
 
 	snprintf(name, sizeof(name), "mirrord-q%u", q->index);
 	pthread_setname_np(pthread_self(), name);
-	rc = ev_new(&q->loop, 256);
+	/* ublk's commands are 128-byte SQEs on the same ring. */
+	rc = ev_new(&q->loop, 256, r->conf.frontend == CONF_FE_UBLK ? EV_SQE128 : 0);
 	if (!rc)
 		rc = wp_queue_new(&q->wp, q);
 	if (!rc && q->index == 0)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/frontend.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
 #include "lib/log.h"
@@ -166,14 +167,8 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	in_sync = s.conn == RSM_C_CONNECTED && s.repl == RSM_R_ESTABLISHED &&
 		  s.disk == RSM_D_UPTODATE && peer_info(r, &prole, &pdisk) == 0 &&
 		  pdisk == RSM_D_UPTODATE;
-	if (!in_sync) {
-		if (sb.gen_bitmap == 0)
-			sb.gen_bitmap = sb.gen_current;
-		memmove(&sb.gen_history[1], &sb.gen_history[0],
-			sizeof(sb.gen_history) - sizeof(sb.gen_history[0]));
-		sb.gen_history[0] = sb.gen_current;
-		sb.gen_current = meta_new_gen();
-	}
+	if (!in_sync)
+		meta_start_generation(&sb);
 	sb.flags |= META_F_PRIMARY | META_F_UPTODATE | META_F_CONSISTENT;
 	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY);
 	/* Durable before the first write is accepted: a crash from here on is
@@ -183,9 +178,19 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
 		return rc;
 	}
+	/* The device appears once the data may be written. */
 	s.role = RSM_PRIMARY;
 	s.disk = RSM_D_UPTODATE;
 	rsm_set(r, &s, force ? "promote --force" : "promote");
+	rc = fe_for(r)->activate(r, why, len);
+	if (rc) {
+		LOG_ERROR("promote: the device could not be created: %s", why);
+		s.role = RSM_SECONDARY;
+		rsm_set(r, &s, "device failed");
+		sb.flags &= ~META_F_PRIMARY;
+		dm_sb_write(r->dm, &sb);
+		return rc;
+	}
 	if (!in_sync && s.conn == RSM_C_CONNECTED)
 		peer_reconnect(r);
 	else
@@ -193,12 +198,29 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	return 0;
 }
 
+void
+rsm_resume_primary(struct res *r)
+{
+	struct rsm_state s;
+	struct meta_sb sb;
+
+	/* The device outlived a crashed daemon and is back: its users expect
+	 * a primary.  The metadata still says primary (crashed primary). */
+	dm_sb_get(r->dm, &sb);
+	sb.flags |= META_F_PRIMARY;
+	dm_sb_write(r->dm, &sb);
+	rsm_get(r, &s);
+	s.role = RSM_PRIMARY;
+	s.disk = RSM_D_UPTODATE;
+	rsm_set(r, &s, "device re-attached after a restart");
+}
+
 int
 rsm_demote(struct res *r, char *why, size_t len)
 {
 	struct rsm_state s;
 	struct meta_sb sb;
-	int writers, rc;
+	int rc;
 
 	rsm_get(r, &s);
 	if (s.role == RSM_SECONDARY)
@@ -206,15 +228,12 @@ rsm_demote(struct res *r, char *why, size_t len)
 	/* Checked and closed under the lock the export takes to count a new
 	 * writer, so none can slip in between. */
 	pthread_mutex_lock(&r->lock);
-	writers = atomic_load(&r->writers);
-	if (writers == 0)
+	rc = fe_for(r)->deactivate(r, why, len);
+	if (rc == 0)
 		atomic_store(&r->writable, 0);
 	pthread_mutex_unlock(&r->lock);
-	if (writers > 0) {
-		snprintf(why, len, "device is open for writing (%d %s): close it first", writers,
-			 writers == 1 ? "writer" : "writers");
-		return -EBUSY;
-	}
+	if (rc)
+		return rc;
 	dm_sb_get(r->dm, &sb);
 	sb.flags &= ~META_F_PRIMARY;
 	rc = dm_sb_write(r->dm, &sb);

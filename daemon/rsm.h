@@ -39,5 +39,8 @@ void rsm_get(struct res *r, struct rsm_state *out);
  * words for the operator (mirrorctl exits 1 with it). */
 int rsm_promote(struct res *r, int force, char *why, size_t len);
 int rsm_demote(struct res *r, char *why, size_t len);
+/* Start-up: the front end re-attached a device left by a crashed daemon
+ * (ublk user recovery): this node is primary again. */
+void rsm_resume_primary(struct res *r);
 
 #endif

@@ -81,7 +81,7 @@ wp_finish(struct wp_queue *q, struct req *r)
 {
 	if (!r->replica && wp_is_write(r)) {
 		/* Not on the peer although we meant it to be: it differs now. */
-		if (r->peer_res && !r->marked_oos && r->res == 0)
+		if ((r->peer_res || r->res) && !r->marked_oos)
 			dm_mark_oos(q->dm, r->off, r->len);
 		dm_write_end(q->dm, r->off, r->len);
 		cf_end(q->res->cf, r);

@@ -63,8 +63,9 @@ ev_efd_done(struct ev_op *op, int res, uint32_t flags)
 }
 
 int
-ev_new(struct ev_loop **out, unsigned entries)
+ev_new(struct ev_loop **out, unsigned entries, unsigned flags)
 {
+	unsigned extra = (flags & EV_SQE128) ? IORING_SETUP_SQE128 : 0;
 	struct io_uring_params p;
 	struct ev_loop *l;
 	int rc;
@@ -75,12 +76,12 @@ ev_new(struct ev_loop **out, unsigned entries)
 	memset(&p, 0, sizeof(p));
 	/* Only this thread submits; completions run when it asks for them. */
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-		  IORING_SETUP_CQSIZE;
+		  IORING_SETUP_CQSIZE | extra;
 	p.cq_entries = entries * 4;
 	rc = io_uring_queue_init_params(entries, &l->ring, &p);
 	if (rc == -EINVAL) {	/* older kernel: plain ring */
 		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
+		p.flags = IORING_SETUP_CQSIZE | extra;
 		p.cq_entries = entries * 4;
 		rc = io_uring_queue_init_params(entries, &l->ring, &p);
 	}

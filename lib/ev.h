@@ -24,9 +24,12 @@ struct ev_msg {
 
 struct ev_loop;
 
+/* EV_SQE128: 128-byte SQEs, for IORING_OP_URING_CMD (ublk). */
+#define EV_SQE128 (1u << 0)
+
 /* Creates a loop with an SQ of `entries` (power of two).  Call on the thread
  * that will run it (SINGLE_ISSUER).  Returns 0 or -errno. */
-int ev_new(struct ev_loop **out, unsigned entries);
+int ev_new(struct ev_loop **out, unsigned entries, unsigned flags);
 void ev_free(struct ev_loop *l); /* ev_free(NULL) is a no-op */
 
 /* A free SQE; submits the pending batch first if the SQ is full, so it

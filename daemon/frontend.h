@@ -1,0 +1,31 @@
+/* fe: the front end a resource serves its data through (frontend = ...),
+ * behind one small table of operations.  The export exists from start to
+ * stop (read-only while secondary); a kernel device (ublk, kernel NBD)
+ * exists only while this node is primary: created at promote, removed at
+ * demote, refused if still in use. */
+#ifndef BLKMIRROR_FRONTEND_H
+#define BLKMIRROR_FRONTEND_H
+
+#include <stddef.h>
+
+struct res;
+
+struct fe_ops {
+	const char *name;
+	/* Start-up, control thread, after the queues run.  May find a device
+	 * left by a crashed daemon and re-attach it (then *resumed = 1 and the
+	 * node becomes primary again). */
+	int (*open)(struct res *r, int *resumed, char *err, size_t len);
+	/* promote: make the device appear (writable). */
+	int (*activate)(struct res *r, char *err, size_t len);
+	/* demote: -EBUSY with a message when it is still open for writing;
+	 * else remove it. */
+	int (*deactivate)(struct res *r, char *err, size_t len);
+	/* Clean stop: remove everything. */
+	void (*close)(struct res *r);
+};
+
+/* The operations for r->conf.frontend. */
+const struct fe_ops *fe_for(const struct res *r);
+
+#endif
