@@ -8,7 +8,8 @@
 #  - every long option of mirrord and mirrorctl appears as `Fl -NAME` in
 #    its page;
 #  - every field of the `status --json` object (daemon/commands.c,
-#    cmd_status) has an entry `.It Li FIELD` in mirrorctl.8.
+#    cmd_status, and the resync object of cmd_resync) has an entry
+#    `.It Li FIELD` (or a line `.Li FIELD`) in mirrorctl.8.
 #
 # BM_SRC: the repository root (default: two directories up from here).
 # Needs no build.  Exit 0 when everything holds, 1 otherwise.
@@ -103,10 +104,14 @@ check_opts daemon/mirrord.c man/mirrord.8
 check_opts tools/mirrorctl.c "$ctl_page"
 
 # ---- status --json fields ----
-fields=$(sed -n '/^cmd_status(/,/^}/p' daemon/commands.c |
+fields=$(sed -n '/^cmd_status(/,/^}/p; /^cmd_resync(/,/^}/p' daemon/commands.c |
 	grep -o 'json_object_object_add([a-z]*, "[a-z_]*"' | grep -o '"[^"]*"' |
 	tr -d '"' | sort -u)
 [ -n "$fields" ] || err "found no status fields in daemon/commands.c: update this test"
+for f in done_percent bytes_per_sec eta_s; do
+	printf '%s\n' "$fields" | grep -qx "$f" ||
+		err "status field '$f' not found in daemon/commands.c's cmd_resync: update this test"
+done
 for f in $fields; do
 	has_entry "$ctl_page" Li "$f" || grep -q "^\\.Li $f\\b" "$ctl_page" ||
 		err "$ctl_page: status field '$f' is not documented"
