@@ -183,14 +183,15 @@ main(int argc, char **argv)
 		fprintf(stderr, "mirrord: %s\n", err);
 		return EXIT_CONFIG;
 	}
-	if (peer_check_config(&r->conf, err, sizeof(err))) {
-		fprintf(stderr, "mirrord: %s\n", err);
-		return EXIT_CONFIG;
-	}
 	if (check) {
 		if (dump)
 			conf_dump(&r->conf, stdout);
 		return 0;
+	}
+	/* The files the configuration names, before any disk is touched. */
+	if (peer_check_config(&r->conf, err, sizeof(err))) {
+		fprintf(stderr, "mirrord: %s\n", err);
+		return EXIT_CONFIG;
 	}
 	/* Refused before the disk is touched. */
 	if (!fe_for(r)) {
