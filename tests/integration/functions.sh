@@ -339,3 +339,14 @@ bm_kill_at_exit() {
 bm_kill_quiet() {
     kill "$@" 2>/dev/null || true
 }
+
+# bm_single NAME SIZE [key=value ...]: one node with fresh metadata, started
+# as alpha (secondary, inconsistent).  Sets BM_CONF and BM_PID.
+bm_single() {
+    local name=$1 size=$2
+    shift 2
+    BM_CONF=$(bm_conf "$name" "$@")
+    bm_disk "$name" "$size"
+    "$MIRRORCTL" -c "$BM_CONF" create-md >/dev/null
+    bm_start "$BM_CONF" alpha
+}

@@ -8,8 +8,6 @@
 # shellcheck source=SCRIPTDIR/functions.sh
 source "$(dirname "$0")/functions.sh"
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
 bm_disk r0 16M
 "$MIRRORCTL" -c "$(bm_conf r0)" create-md >/dev/null

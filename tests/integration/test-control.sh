@@ -8,13 +8,9 @@
 # shellcheck source=SCRIPTDIR/functions.sh
 source "$(dirname "$0")/functions.sh"
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
-conf=$(bm_conf r0)
-bm_disk r0 64M
-"$MIRRORCTL" -c "$conf" create-md >/dev/null
-bm_start "$conf"
+bm_single r0 64M
+conf=$BM_CONF
 sock=$T/r0.sock
 
 assert_eq "$(stat -c %a "$sock")" 600 "mode of the control socket"

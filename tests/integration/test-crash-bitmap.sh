@@ -13,8 +13,6 @@
 source "$(dirname "$0")/functions.sh"
 requires fio
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
 # writing CONF: some write has reached the daemon.
 writing() { (($(bm_status_field "$1" .out_of_sync_bytes) > 0)); }

@@ -10,13 +10,9 @@
 source "$(dirname "$0")/functions.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
-conf=$(bm_conf r0)
-bm_disk r0 64M
-"$MIRRORCTL" -c "$conf" create-md >/dev/null
-bm_start "$conf" alpha
+bm_single r0 64M
+conf=$BM_CONF
 uri=$(bm_nbd_uri r0)
 
 # Secondary: read-only, by the flags and by the server (write, trim, zero).

@@ -7,13 +7,9 @@
 source "$(dirname "$0")/functions.sh"
 requires nbdinfo
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
-conf=$(bm_conf r0)
-bm_disk r0 64M
-"$MIRRORCTL" -c "$conf" create-md >/dev/null
-bm_start "$conf" alpha
+bm_single r0 64M
+conf=$BM_CONF
 uri=$(bm_nbd_uri r0)
 sock=$T/r0.nbd
 size=$(bm_status_field "$conf" .size_bytes)

@@ -8,13 +8,9 @@
 source "$(dirname "$0")/functions.sh"
 requires qemu-img
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
-conf=$(bm_conf r0)
-bm_disk r0 300M
-"$MIRRORCTL" -c "$conf" create-md >/dev/null
-bm_start "$conf" alpha
+bm_single r0 300M
+conf=$BM_CONF
 "$MIRRORCTL" -c "$conf" promote --force
 uri=$(bm_nbd_uri r0)
 size=$(bm_status_field "$conf" .size_bytes)

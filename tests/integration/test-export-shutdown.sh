@@ -8,8 +8,6 @@
 source "$(dirname "$0")/functions.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
 conf=$(bm_conf r0)
 bm_disk r0 64M

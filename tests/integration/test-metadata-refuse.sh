@@ -8,8 +8,6 @@
 # shellcheck source=SCRIPTDIR/functions.sh
 source "$(dirname "$0")/functions.sh"
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
 conf=$(bm_conf r0)
 img=$T/r0.img

@@ -10,8 +10,6 @@
 source "$(dirname "$0")/functions.sh"
 requires qemu-io
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
 K=1024 M=$((1 << 20)) G=$((16 * 1024))
 conf=$(bm_conf r0)

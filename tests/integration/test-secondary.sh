@@ -10,13 +10,9 @@ source "$(dirname "$0")/functions.sh"
 requires qemu-io
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-ctl() { "$BM_BIN/mirrorctl" --node alpha "$@"; }  # the host name is no node
-MIRRORCTL=ctl
 
-conf=$(bm_conf r0)
-bm_disk r0 64M
-"$MIRRORCTL" -c "$conf" create-md >/dev/null
-bm_start "$conf"
+bm_single r0 64M
+conf=$BM_CONF
 uri=$(bm_nbd_uri r0)
 
 state() { echo "$(bm_status_field "$conf" .role)/$(bm_status_field "$conf" .disk)"; }
