@@ -17,6 +17,10 @@
 int util_parse_size(const char *s, uint64_t *out);
 /* Parses a non-negative decimal integer no larger than max. */
 int util_parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* Formats one error line into err (if any) and returns rc: lets error
+ * paths read "return util_fail(err, len, -EINVAL, "...", ...);". */
+int util_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* Monotonic clock in nanoseconds / milliseconds. */
 uint64_t util_now_ns(void);
 uint64_t util_now_ms(void);

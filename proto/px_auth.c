@@ -542,19 +542,6 @@ read_upto(int fd, unsigned char *buf, size_t cap)
 	return (ssize_t)n;
 }
 
-static int __attribute__((format(printf, 4, 5)))
-secret_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 /* Permissions first, so a world-readable secret is refused even when it
  * is otherwise fine: it must be replaced, not just chmodded. */
 static int
@@ -565,21 +552,21 @@ secret_open(const char *path, char *err, size_t errlen)
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return secret_fail(err, errlen, -errno, "secret file %s: %s", path,
+		return util_fail(err, errlen, -errno, "secret file %s: %s", path,
 				   strerror(errno));
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		close(fd);
-		return secret_fail(err, errlen, rc, "secret file %s: %s", path, strerror(-rc));
+		return util_fail(err, errlen, rc, "secret file %s: %s", path, strerror(-rc));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return secret_fail(err, errlen, -EINVAL, "secret file %s is not a regular file",
+		return util_fail(err, errlen, -EINVAL, "secret file %s is not a regular file",
 				   path);
 	}
 	if (st.st_mode & 077) {
 		close(fd);
-		return secret_fail(err, errlen, -EPERM,
+		return util_fail(err, errlen, -EPERM,
 				   "secret file %s has mode %04o: group and others must have "
 				   "no access (chmod 600)", path, (unsigned)(st.st_mode & 07777));
 	}
@@ -603,7 +590,7 @@ px_load_secret(const char *path, void *buf, size_t cap, size_t *len, char *err,
 	n = read_upto(fd, tmp, sizeof(tmp));
 	close(fd);
 	if (n < 0)
-		return secret_fail(err, errlen, (int)n, "secret file %s: %s", path,
+		return util_fail(err, errlen, (int)n, "secret file %s: %s", path,
 				   strerror((int)-n));
 	if (n > 0 && tmp[n - 1] == '\n') {
 		n--;
@@ -611,14 +598,14 @@ px_load_secret(const char *path, void *buf, size_t cap, size_t *len, char *err,
 			n--;
 	}
 	if (n < PX_SECRET_MIN)
-		rc = secret_fail(err, errlen, -EINVAL,
+		rc = util_fail(err, errlen, -EINVAL,
 				 "secret file %s holds %zd bytes, at least %d are needed", path, n,
 				 PX_SECRET_MIN);
 	else if (n > PX_SECRET_MAX)
-		rc = secret_fail(err, errlen, -EFBIG, "secret file %s is longer than %d bytes",
+		rc = util_fail(err, errlen, -EFBIG, "secret file %s is longer than %d bytes",
 				 path, PX_SECRET_MAX);
 	else if ((size_t)n > cap)
-		rc = secret_fail(err, errlen, -ENOBUFS,
+		rc = util_fail(err, errlen, -ENOBUFS,
 				 "secret file %s: %zd bytes do not fit the buffer", path, n);
 	if (!rc) {
 		memcpy(buf, tmp, (size_t)n);

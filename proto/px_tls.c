@@ -38,19 +38,6 @@ struct px_tls {
 	unsigned char *stage;       /* PX_TLS_RECORD_MAX: small iovecs gathered into one record */
 };
 
-static int __attribute__((format(printf, 4, 5)))
-tls_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 /* The first OpenSSL error of the failed call as "library: reason", for a
  * message: the first is the cause ("bad base64 decode"), later ones only
  * say who noticed ("PEM lib"). */
@@ -81,19 +68,19 @@ tls_file_check(const char *what, const char *path, char *err, size_t errlen)
 	int fd, rc;
 
 	if (!path || !*path)
-		return tls_fail(err, errlen, -EINVAL, "no TLS %s file given", what);
+		return util_fail(err, errlen, -EINVAL, "no TLS %s file given", what);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
-		return tls_fail(err, errlen, -errno, "TLS %s file %s: %s", what, path,
+		return util_fail(err, errlen, -errno, "TLS %s file %s: %s", what, path,
 				strerror(errno));
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		close(fd);
-		return tls_fail(err, errlen, rc, "TLS %s file %s: %s", what, path, strerror(-rc));
+		return util_fail(err, errlen, rc, "TLS %s file %s: %s", what, path, strerror(-rc));
 	}
 	close(fd);
 	if (!S_ISREG(st.st_mode))
-		return tls_fail(err, errlen, -EINVAL, "TLS %s file %s is not a regular file", what,
+		return util_fail(err, errlen, -EINVAL, "TLS %s file %s is not a regular file", what,
 				path);
 	return 0;
 }
@@ -120,12 +107,12 @@ tls_load_key(SSL_CTX *sc, const char *cert, const char *key, char *err, size_t e
 	ERR_clear_error();
 	b = BIO_new_file(key, "r");
 	if (!b)
-		return tls_fail(err, errlen, -EINVAL, "TLS key file %s: %s", key,
+		return util_fail(err, errlen, -EINVAL, "TLS key file %s: %s", key,
 				tls_why(why, sizeof(why)));
 	pk = PEM_read_bio_PrivateKey(b, NULL, tls_no_passphrase, NULL);
 	BIO_free(b);
 	if (!pk)
-		return tls_fail(err, errlen, -EINVAL,
+		return util_fail(err, errlen, -EINVAL,
 				"TLS key file %s: no usable PEM private key, or encrypted (%s)",
 				key, tls_why(why, sizeof(why)));
 	/* The key parsed, so a failure here is the pair not matching. */
@@ -133,7 +120,7 @@ tls_load_key(SSL_CTX *sc, const char *cert, const char *key, char *err, size_t e
 	ok = SSL_CTX_use_PrivateKey(sc, pk) == 1 && SSL_CTX_check_private_key(sc) == 1;
 	EVP_PKEY_free(pk);
 	if (!ok)
-		return tls_fail(err, errlen, -EINVAL,
+		return util_fail(err, errlen, -EINVAL,
 				"TLS key file %s does not match certificate file %s (%s)", key,
 				cert, tls_why(why, sizeof(why)));
 	return 0;
@@ -146,7 +133,7 @@ tls_ctx_setup(SSL_CTX *sc, const char *cert, const char *key, const char *ca, ch
 	char why[160];
 
 	if (SSL_CTX_set_min_proto_version(sc, TLS1_3_VERSION) != 1)
-		return tls_fail(err, errlen, -EPROTO, "this OpenSSL cannot do TLS 1.3 (%s)",
+		return util_fail(err, errlen, -EPROTO, "this OpenSSL cannot do TLS 1.3 (%s)",
 				tls_why(why, sizeof(why)));
 	/* Nothing may arrive after the handshake: a ticket would sit in the
 	 * socket when px_tls_detach hands it to io_uring. */
@@ -162,14 +149,14 @@ tls_ctx_setup(SSL_CTX *sc, const char *cert, const char *key, const char *ca, ch
 
 	ERR_clear_error();
 	if (SSL_CTX_use_certificate_chain_file(sc, cert) != 1)
-		return tls_fail(err, errlen, -EINVAL,
+		return util_fail(err, errlen, -EINVAL,
 				"TLS certificate file %s: no usable PEM certificate (%s)", cert,
 				tls_why(why, sizeof(why)));
 	if (tls_load_key(sc, cert, key, err, errlen))
 		return -EINVAL;
 	ERR_clear_error();
 	if (SSL_CTX_load_verify_locations(sc, ca, NULL) != 1)
-		return tls_fail(err, errlen, -EINVAL,
+		return util_fail(err, errlen, -EINVAL,
 				"TLS CA file %s: no usable PEM certificate (%s)", ca,
 				tls_why(why, sizeof(why)));
 	return 0;
@@ -195,12 +182,12 @@ px_tls_ctx_new(struct px_tls_ctx **out, const char *cert, const char *key, const
 		return rc;
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return tls_fail(err, errlen, -ENOMEM, "no memory for a TLS context");
+		return util_fail(err, errlen, -ENOMEM, "no memory for a TLS context");
 	ERR_clear_error();
 	c->ssl_ctx = SSL_CTX_new(TLS_method());
 	if (!c->ssl_ctx) {
 		free(c);
-		return tls_fail(err, errlen, -ENOMEM, "cannot create a TLS context (%s)",
+		return util_fail(err, errlen, -ENOMEM, "cannot create a TLS context (%s)",
 				tls_why(why, sizeof(why)));
 	}
 	rc = tls_ctx_setup(c->ssl_ctx, cert, key, ca, err, errlen);
@@ -259,36 +246,36 @@ tls_hs_error(struct px_tls *t, int ret, int saved_errno, char *err, size_t errle
 		 * interrupted it. */
 		if (saved_errno == EINTR)
 			return -EINTR;
-		return tls_fail(err, errlen, -ETIMEDOUT, "TLS handshake timed out");
+		return util_fail(err, errlen, -ETIMEDOUT, "TLS handshake timed out");
 	case SSL_ERROR_ZERO_RETURN:
-		return tls_fail(err, errlen, -ECONNRESET,
+		return util_fail(err, errlen, -ECONNRESET,
 				"peer closed the connection during the TLS handshake");
 	case SSL_ERROR_SYSCALL:
 		if (saved_errno == 0 || saved_errno == EPIPE || saved_errno == ECONNRESET)
-			return tls_fail(err, errlen, -ECONNRESET,
+			return util_fail(err, errlen, -ECONNRESET,
 					"peer closed the connection during the TLS handshake");
-		return tls_fail(err, errlen, -saved_errno, "TLS handshake: %s",
+		return util_fail(err, errlen, -saved_errno, "TLS handshake: %s",
 				strerror(saved_errno));
 	case SSL_ERROR_SSL:
 		break;
 	default:
-		return tls_fail(err, errlen, -EPROTO, "TLS handshake failed (%s)",
+		return util_fail(err, errlen, -EPROTO, "TLS handshake failed (%s)",
 				tls_why(why, sizeof(why)));
 	}
 	if (vr != X509_V_OK)
-		return tls_fail(err, errlen, -EACCES, "peer certificate refused: %s",
+		return util_fail(err, errlen, -EACCES, "peer certificate refused: %s",
 				X509_verify_cert_error_string(vr));
 	e = ERR_peek_last_error();
 	reason = ERR_GET_LIB(e) == ERR_LIB_SSL ? ERR_GET_REASON(e) : 0;
 	if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-		return tls_fail(err, errlen, -ECONNRESET,
+		return util_fail(err, errlen, -ECONNRESET,
 				"peer closed the connection during the TLS handshake");
 	if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
-		return tls_fail(err, errlen, -EACCES, "peer presented no TLS certificate");
+		return util_fail(err, errlen, -EACCES, "peer presented no TLS certificate");
 	if (tls_cert_alert(reason))
-		return tls_fail(err, errlen, -EACCES, "peer refused our TLS certificate (%s)",
+		return util_fail(err, errlen, -EACCES, "peer refused our TLS certificate (%s)",
 				tls_why(why, sizeof(why)));
-	return tls_fail(err, errlen, -EPROTO, "TLS handshake failed (%s)",
+	return util_fail(err, errlen, -EPROTO, "TLS handshake failed (%s)",
 			tls_why(why, sizeof(why)));
 }
 
@@ -332,7 +319,7 @@ tls_hs_confirm(struct px_tls *t, int is_client, char *err, size_t errlen)
 			return rc;
 	} while (1);
 	if (n != 1 || b != PX_TLS_ACCEPTED)
-		return tls_fail(err, errlen, -EPROTO,
+		return util_fail(err, errlen, -EPROTO,
 				"peer sent something else than the TLS acceptance byte");
 	return 0;
 }
@@ -349,12 +336,12 @@ px_tls_handshake(struct px_tls_ctx *ctx, int fd, int is_client, struct px_tls **
 		err[0] = '\0';
 	t = calloc(1, sizeof(*t));
 	if (!t)
-		return tls_fail(err, errlen, -ENOMEM, "no memory for a TLS session");
+		return util_fail(err, errlen, -ENOMEM, "no memory for a TLS session");
 	t->stage = malloc(PX_TLS_RECORD_MAX);
 	t->ssl = SSL_new(ctx->ssl_ctx);
 	if (!t->stage || !t->ssl || SSL_set_fd(t->ssl, fd) != 1) {
 		px_tls_free(t);
-		return tls_fail(err, errlen, -ENOMEM, "no memory for a TLS session");
+		return util_fail(err, errlen, -ENOMEM, "no memory for a TLS session");
 	}
 	rc = tls_hs_run(t, is_client, err, errlen);
 	if (!rc)
