@@ -211,6 +211,13 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		}
 		return cmd_reply(1, 0, NULL);
 	}
+	if (strcmp(cmd, "resume-io") == 0) {
+		if (!atomic_load(&r->frozen))
+			return cmd_reply(0, 1, "I/O is not frozen");
+		LOG_WARN("resume-io: resuming frozen I/O without fencing the peer");
+		wp_thaw_all(r);
+		return cmd_reply(1, 0, NULL);
+	}
 	if (strcmp(cmd, "verify") == 0) {
 		struct rsm_state s;
 

@@ -20,7 +20,7 @@
 /* Longest line accepted.  inih's line buffer is a stack array of
  * ini_max_line bytes, which must hold the line plus "\r\n\0". */
 #define CONF_LINE_MAX (CONF_PATH_MAX + 256)
-#define CONF_RESOURCE_NKEYS 22
+#define CONF_RESOURCE_NKEYS 30
 #define CONF_UNIX_PREFIX "unix:"
 #define CONF_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
@@ -76,6 +76,7 @@ static const char *const conf_direct_words[] = {
 	[CONF_DIRECT_NO] = "no",
 };
 static const char *const conf_congestion_words[] = { "block", "pull-ahead" };
+static const char *const conf_fencing_words[] = { "dont-care", "resource-and-stonith" };
 static const char *const conf_sb_words[] = { "disconnect", "discard-zero-changes",
 					     "discard-least-changes" };
 
@@ -339,6 +340,27 @@ set_after_sb_0pri(struct conf_ctx *x, const struct conf_key *k, const char *v)
 }
 
 static int
+set_fencing(struct conf_ctx *x, const struct conf_key *k, const char *v)
+{
+	int i = conf_word(v, conf_fencing_words, ARRAY_SIZE(conf_fencing_words));
+
+	if (i < 0)
+		return conf_fail_key(x, "bad value '%s': expected dont-care or resource-and-stonith",
+				     v);
+	x->c->fencing = i;
+	return 0;
+}
+
+/* A hook must be an absolute path: the daemon runs it from anywhere. */
+static int
+set_handler(struct conf_ctx *x, const struct conf_key *k, const char *v)
+{
+	if (v[0] != '/')
+		return conf_fail_key(x, "'%s' is not an absolute path", v);
+	return conf_copy(x, v, (char *)x->c + k->off, k->size);
+}
+
+static int
 set_path(struct conf_ctx *x, const struct conf_key *k, const char *v)
 {
 	return conf_copy(x, v, (char *)x->c + k->off, k->size);
@@ -463,6 +485,14 @@ static const struct conf_key conf_resource_keys[] = {
 	{ "on-congestion", set_on_congestion, F(on_congestion_pull_ahead), 0, 0, false },
 	{ "resync-rate", set_size, F(resync_rate), 0, UINT64_MAX, false },
 	{ "after-sb-0pri", set_after_sb_0pri, F(after_sb_0pri), 0, 0, false },
+	{ "fencing", set_fencing, F(fencing), 0, 0, false },
+	{ "handler-role-change", set_handler, F(handler_role_change), 0, 0, false },
+	{ "handler-connect", set_handler, F(handler_connect), 0, 0, false },
+	{ "handler-disconnect", set_handler, F(handler_disconnect), 0, 0, false },
+	{ "handler-resync-start", set_handler, F(handler_resync_start), 0, 0, false },
+	{ "handler-resync-end", set_handler, F(handler_resync_end), 0, 0, false },
+	{ "handler-split-brain", set_handler, F(handler_split_brain), 0, 0, false },
+	{ "handler-fence-peer", set_handler, F(handler_fence_peer), 0, 0, false },
 };
 
 #undef F
@@ -695,6 +725,12 @@ conf_check_resource(struct conf_ctx *x)
 		x->line = x->key_line[conf_key_index("meta-disk")];
 		return conf_fail_key(x, "same path as disk (use meta-disk = internal)");
 	}
+	/* Fencing without a way to fence would freeze I/O for good. */
+	if (c->fencing && !c->handler_fence_peer[0]) {
+		x->key = "fencing";
+		x->line = x->key_line[conf_key_index("fencing")];
+		return conf_fail_key(x, "resource-and-stonith needs handler-fence-peer");
+	}
 	if (!KEY_SET(x, control))
 		snprintf(c->control, sizeof(c->control), "/run/blkmirror/%s.sock", c->name);
 	return 0;
@@ -887,6 +923,14 @@ conf_dump(const struct conf *c, FILE *out)
 		conf_congestion_words[c->on_congestion_pull_ahead ? 1 : 0]);
 	fprintf(out, "after-sb-0pri = %s\n", conf_sb_words[c->after_sb_0pri]);
 	fprintf(out, "resync-rate = %llu\n", (unsigned long long)c->resync_rate);
+	fprintf(out, "fencing = %s\n", conf_fencing_words[c->fencing]);
+	conf_dump_str(out, "handler-role-change", c->handler_role_change);
+	conf_dump_str(out, "handler-connect", c->handler_connect);
+	conf_dump_str(out, "handler-disconnect", c->handler_disconnect);
+	conf_dump_str(out, "handler-resync-start", c->handler_resync_start);
+	conf_dump_str(out, "handler-resync-end", c->handler_resync_end);
+	conf_dump_str(out, "handler-split-brain", c->handler_split_brain);
+	conf_dump_str(out, "handler-fence-peer", c->handler_fence_peer);
 	for (int i = 0; i < c->node_count; i++) {
 		fprintf(out, "\n[node %s]\n", c->nodes[i].name);
 		fprintf(out, "address = %s\n", c->nodes[i].address);

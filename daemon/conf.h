@@ -49,6 +49,15 @@ struct conf {
 	int after_sb_0pri;        /* after-sb-0pri = disconnect (0, default) |
 				   * discard-zero-changes (1) | discard-least-changes (2):
 				   * automatic split-brain resolution when no node is primary */
+	/* Hooks: scripts run on events (blkmirror.conf(5) HOOKS); "" = none. */
+	char handler_role_change[CONF_PATH_MAX];
+	char handler_connect[CONF_PATH_MAX];
+	char handler_disconnect[CONF_PATH_MAX];
+	char handler_resync_start[CONF_PATH_MAX];
+	char handler_resync_end[CONF_PATH_MAX];
+	char handler_split_brain[CONF_PATH_MAX];
+	char handler_fence_peer[CONF_PATH_MAX];
+	int fencing;              /* fencing = dont-care (0, default) | resource-and-stonith (1) */
 	int node_count;
 	struct conf_node nodes[CONF_MAX_NODES];
 	int self;                 /* index into nodes of this node, -1 if unresolved */

@@ -19,6 +19,7 @@
 #include "daemon/peer.h"
 #include "daemon/export.h"
 #include "daemon/frontend.h"
+#include "daemon/hooks.h"
 #include "daemon/queue.h"
 #include "daemon/resource.h"
 #include "lib/log.h"
@@ -342,6 +343,7 @@ out:
 		}
 		dm_free(r->dm);
 	}
+	hook_drain(r);
 	ctl_close(r->ctl);
 	r->ctl = NULL;
 	ev_free(r->ctl_loop);

@@ -16,6 +16,9 @@
 
 #include "daemon/bitmap.h"
 #include "daemon/gen.h"
+#include "daemon/hooks.h"
+#include "daemon/wpath.h"
+#include "daemon/hooks.h"
 #include "daemon/link.h"
 #include "daemon/resource.h"
 #include "daemon/resync.h"
@@ -524,12 +527,25 @@ peer_close_meta(struct peer *p)
 }
 
 /* Ends every data link and waits until the queues have let go of them. */
+/* lost: the peer vanished (EOF, error, timeout), as opposed to an orderly
+ * disconnect or restart on either side: only then is it fenced. */
 static void
-peer_teardown(struct peer *p, const char *why)
+peer_teardown(struct peer *p, const char *why, int lost)
 {
 	struct res *r = p->res;
 	struct rsm_state s;
+	int fence;
 
+	rsm_get(r, &s);
+	/* fencing = resource-and-stonith: a sync primary that loses its peer
+	 * holds writes until the peer is fenced, so the peer can never be
+	 * promoted without a write this node acknowledged. */
+	fence = r->conf.fencing && r->conf.protocol == CONF_PROTO_SYNC &&
+		s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED && lost;
+	if (fence) {
+		atomic_store(&r->frozen, 1);
+		LOG_WARN("peer lost while primary: I/O frozen until handler-fence-peer succeeds");
+	}
 	if (p->meta.fd >= 0) {
 		/* Only an authenticated peer hears why we leave. */
 		if (p->authed)
@@ -550,6 +566,17 @@ peer_teardown(struct peer *p, const char *why)
 	atomic_store(&r->ahead, 0);
 	p->resync_done = 0;
 	pthread_mutex_unlock(&r->lock);
+	if (fence) {
+		int rc = hook_run_sync(r, HOOK_FENCE_PEER, 60);
+
+		if (rc == 0) {
+			LOG_INFO("fence-peer succeeded: resuming I/O");
+			wp_thaw_all(r);
+		} else {
+			LOG_ERROR("fence-peer failed (%d): I/O stays frozen; 'mirrorctl resume-io' "
+				  "resumes it without fencing, at the risk of a split brain", rc);
+		}
+	}
 	rsm_get(r, &s);
 	/* A primary that goes on alone starts a new generation, so the peer
 	 * can later tell that this side changed (gen_compare rule 40) -- but
@@ -902,15 +929,15 @@ peer_established(struct peer *p, int source, int target)
 		p->resync_done = 0;
 		pthread_mutex_unlock(&r->lock);
 		if (stop || !want) {
-			peer_teardown(p, stop ? "shutting down" : "disconnect");
+			peer_teardown(p, stop ? "shutting down" : "disconnect", 0);
 			return;
 		}
 		if (failed) {
-			peer_teardown(p, "a data link failed");
+			peer_teardown(p, "a data link failed", 1);
 			return;
 		}
 		if (restart) {
-			peer_teardown(p, "reconnect");
+			peer_teardown(p, "reconnect", 0);
 			return;
 		}
 		if (vdone) {
@@ -961,7 +988,7 @@ peer_established(struct peer *p, int source, int target)
 			if (rc) {
 				LOG_WARN("peer: meta link: %s", rc == -EPROTO ? why : rc == -ECONNRESET ?
 					 "peer closed the connection" : strerror(-rc));
-				peer_teardown(p, "peer lost");
+				peer_teardown(p, "peer lost", 1);
 				return;
 			}
 			last_rx = util_now_ms();
@@ -975,7 +1002,7 @@ peer_established(struct peer *p, int source, int target)
 			case PX_STATE:
 			case PX_SYNC_DONE:
 				if (px_state_decode(buf, m.len, &st)) {
-					peer_teardown(p, "bad state from peer");
+					peer_teardown(p, "bad state from peer", 1);
 					return;
 				}
 				peer_remember(p, &st);
@@ -999,7 +1026,7 @@ peer_established(struct peer *p, int source, int target)
 					rsm_get(r, &s);
 					if (s.role == RSM_PRIMARY) {
 						LOG_ERROR("peer: both nodes became primary: disconnecting");
-						peer_teardown(p, "both primary");
+						peer_teardown(p, "both primary", 0);
 						peer_conn_state(r, RSM_C_SPLITBRAIN, RSM_R_OFF, "both primary");
 						peer_set(p, &p->want, 0);
 						return;
@@ -1012,23 +1039,23 @@ peer_established(struct peer *p, int source, int target)
 				break;
 			case PX_DISCONNECT:
 				LOG_INFO("peer: the peer disconnected");
-				peer_teardown(p, "peer disconnected");
+				peer_teardown(p, "peer disconnected", 0);
 				return;
 			default:
 				LOG_WARN("peer: unexpected %s on the meta link", px_type_name(m.type));
-				peer_teardown(p, "protocol error");
+				peer_teardown(p, "protocol error", 1);
 				return;
 			}
 		}
 		now = util_now_ms();
 		if (now - last_rx > timeout) {
 			LOG_WARN("peer: no answer for %u ms: peer considered dead", timeout);
-			peer_teardown(p, "ping timeout");
+			peer_teardown(p, "ping timeout", 1);
 			return;
 		}
 		if (now - last_tx >= timeout / 4) {
 			if (px_send_s(&p->meta, PX_PING, 0, 0, NULL, 0)) {
-				peer_teardown(p, "peer lost");
+				peer_teardown(p, "peer lost", 1);
 				return;
 			}
 			last_tx = now;
@@ -1140,7 +1167,7 @@ peer_session(struct peer *p, int fd)
 	peer_established(p, source, target);
 	return 1;
 fail:
-	peer_teardown(p, "connection failed");
+	peer_teardown(p, "connection failed", 0);
 	return 0;
 }
 

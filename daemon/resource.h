@@ -69,6 +69,7 @@ struct res {
 	uint64_t rs_start_ms;     /* (lock) */
 	_Atomic uint64_t rs_done_bytes;
 	_Atomic int ahead;        /* pull-ahead: writes are marked, not sent */
+	_Atomic int frozen;       /* fencing: writes wait until the peer is fenced */
 };
 
 #endif

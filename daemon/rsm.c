@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "daemon/frontend.h"
+#include "daemon/hooks.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
 #include "lib/log.h"
@@ -107,6 +108,7 @@ rsm_set(struct res *r, const struct rsm_state *next, const char *why)
 		LOG_INFO("replication %s -> %s (%s)", repl_names[prev.repl], repl_names[next->repl], why);
 	if (!memcmp(&prev, next, sizeof(prev)))
 		return;
+	hook_transition(r, &prev, next);
 	ev = rsm_event(r, next, why);
 	{
 		struct rsm_evmsg *e = calloc(1, sizeof(*e));

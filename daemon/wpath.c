@@ -31,6 +31,10 @@ struct wp_queue {
 	struct dm *dm;
 	int no_fallocate;        /* the disk refused fallocate once: emulate */
 
+	struct req *held_head, *held_tail;  /* frozen requests, queue thread only */
+	struct ev_msg thaw_msg;
+	_Atomic int thaw_posted;
+
 	pthread_mutex_t lock;    /* protects the in-flight list and counters */
 	struct req *inf_head, *inf_tail;
 	uint64_t inf_reqs, inf_bytes;
@@ -90,12 +94,33 @@ wp_finish(struct wp_queue *q, struct req *r)
 	r->complete(r);
 }
 
+enum { WP_HELD_NEW = 1, WP_HELD_DONE = 2 };
+
+static void
+wp_hold(struct wp_queue *q, struct req *r, uint8_t kind)
+{
+	r->frozen = kind;
+	r->cf_next = NULL;
+	if (q->held_tail)
+		q->held_tail->cf_next = r;
+	else
+		q->held_head = r;
+	q->held_tail = r;
+}
+
 static void
 wp_part_done(struct wp_queue *q, struct req *r, uint8_t part)
 {
 	r->pending &= (uint8_t)~part;
-	if (!r->pending)
-		wp_finish(q, r);
+	if (r->pending)
+		return;
+	/* Lost the peer while fencing: answer only once the peer is fenced,
+	 * or the other node could be promoted without this write. */
+	if (r->peer_res == -ENOTCONN && !r->replica && atomic_load(&q->res->frozen)) {
+		wp_hold(q, r, WP_HELD_DONE);
+		return;
+	}
+	wp_finish(q, r);
 }
 
 void
@@ -295,6 +320,11 @@ wp_submit(struct req_sink *s, struct req *r)
 {
 	struct wp_queue *q = container_of(s, struct wp_queue, sink);
 
+	if (r->type != REQ_READ && atomic_load(&q->res->frozen)) {
+		wp_hold(q, r, WP_HELD_NEW);
+		return;
+	}
+	r->frozen = 0;
 	r->replica = 0;
 	wp_init(q, r);
 	if (r->type == REQ_READ) {
@@ -325,6 +355,37 @@ wp_submit_replica(struct wp_queue *q, struct req *r)
 	wp_start(q, r, NULL);
 }
 
+static void
+wp_thaw_run(struct ev_msg *m)
+{
+	struct wp_queue *q = container_of(m, struct wp_queue, thaw_msg);
+	struct req *r, *list = q->held_head;
+
+	atomic_store(&q->thaw_posted, 0);
+	if (atomic_load(&q->res->frozen))
+		return;
+	q->held_head = q->held_tail = NULL;
+	while ((r = list)) {
+		list = r->cf_next;
+		if (r->frozen == WP_HELD_DONE)
+			wp_finish(q, r);
+		else
+			wp_submit(&q->sink, r);
+	}
+}
+
+void
+wp_thaw_all(struct res *r)
+{
+	atomic_store(&r->frozen, 0);
+	for (unsigned i = 0; i < r->nqueues; i++) {
+		struct wp_queue *q = r->queues[i].wp;
+
+		if (q && !atomic_exchange(&q->thaw_posted, 1))
+			ev_post(r->queues[i].loop, &q->thaw_msg);
+	}
+}
+
 int
 wp_queue_new(struct wp_queue **out, struct res_queue *rq)
 {
@@ -333,6 +394,7 @@ wp_queue_new(struct wp_queue **out, struct res_queue *rq)
 	if (!q)
 		return -ENOMEM;
 	q->sink.submit = wp_submit;
+	q->thaw_msg.fn = wp_thaw_run;
 	q->rq = rq;
 	q->res = rq->res;
 	q->loop = rq->loop;

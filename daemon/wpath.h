@@ -27,6 +27,7 @@
 
 struct wp_queue;
 struct res_queue;
+struct res;
 
 struct wp_inflight {
 	uint64_t requests;
@@ -43,6 +44,11 @@ void wp_get_inflight(struct wp_queue *q, struct wp_inflight *out);
 /* A request that came from the peer (link): applied to the local disk
  * as is; r->complete runs when done. */
 void wp_submit_replica(struct wp_queue *q, struct req *r);
+/* Fencing: with r->frozen set, writes and flushes are held (new ones before
+ * they start, replicated ones that lost the peer before they complete).
+ * wp_thaw_all() clears it and lets them go on every queue.  Any thread. */
+void wp_thaw_all(struct res *r);
+
 /* The link: the peer part of r is over (0, the peer's -errno, or
  * -ENOTCONN).  Exactly once per request handed to lk_send(). */
 void wp_peer_done(struct req *r, int res);

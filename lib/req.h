@@ -50,6 +50,7 @@ struct req {
 	uint8_t pending;        /* write path: what completion still waits for (WP_P_*) */
 	uint8_t replica;        /* arrived from the peer: no role check, no marks */
 	uint8_t marked_oos;     /* write path: the bitmap was marked for it */
+	uint8_t frozen;         /* write path: held while I/O is frozen (fencing) */
 	int peer_res;           /* write path: the peer's result, or -ENOTCONN */
 	struct req *cf_next;    /* conflict tracker: in flight / waiting lists */
 	struct req_wait wait;   /* write path: waiting for metadata */

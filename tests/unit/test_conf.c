@@ -643,6 +643,7 @@ test_conf_dump_round_trip(void)
 		"on-congestion = pull-ahead\n"
 		"after-sb-0pri = disconnect\n"
 		"resync-rate = 104857600\n"
+		"fencing = dont-care\n"
 		"\n"
 		"[node alpha]\n"
 		"address = alpha.example.com:7790\n"
@@ -692,6 +693,7 @@ test_conf_dump_defaults(void)
 		"on-congestion = block\n"
 		"after-sb-0pri = disconnect\n"
 		"resync-rate = 0\n"
+		"fencing = dont-care\n"
 		"\n"
 		"[node alpha]\n"
 		"address = 192.0.2.1:7789\n";

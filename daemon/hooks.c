@@ -1,0 +1,214 @@
+#include "daemon/hooks.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon/peer.h"
+#include "daemon/resource.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define HOOK_TIMEOUT_S 60
+
+extern char **environ;
+
+static const char *const hook_names[HOOK_N] = {
+	"role-change", "connect", "disconnect", "resync-start", "resync-end", "split-brain",
+	"fence-peer",
+};
+
+/* Hooks in flight, so shutdown can wait for them. */
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hook_cond = PTHREAD_COND_INITIALIZER;
+static unsigned hook_running;
+
+struct hook_job {
+	struct res *res;
+	enum hook_event ev;
+	struct rsm_state state;
+	char path[CONF_PATH_MAX];
+};
+
+const char *
+hook_event_name(enum hook_event ev)
+{
+	return hook_names[ev];
+}
+
+static const char *
+hook_path(const struct conf *c, enum hook_event ev)
+{
+	switch (ev) {
+	case HOOK_ROLE_CHANGE:  return c->handler_role_change;
+	case HOOK_CONNECT:      return c->handler_connect;
+	case HOOK_DISCONNECT:   return c->handler_disconnect;
+	case HOOK_RESYNC_START: return c->handler_resync_start;
+	case HOOK_RESYNC_END:   return c->handler_resync_end;
+	case HOOK_SPLIT_BRAIN:  return c->handler_split_brain;
+	case HOOK_FENCE_PEER:   return c->handler_fence_peer;
+	default:                return "";
+	}
+}
+
+/* Runs path with the event in its environment; waits at most timeout_s. */
+static int
+hook_exec(struct res *r, const char *path, enum hook_event ev, const struct rsm_state *s,
+	  int timeout_s)
+{
+	const struct conf *c = &r->conf;
+	char vars[10][CONF_PATH_MAX + 32];
+	char *envp[256], *argv[] = { (char *)path, (char *)hook_names[ev], NULL };
+	size_t n = 0;
+	uint64_t end;
+	pid_t pid;
+	int rc, status;
+
+	snprintf(vars[0], sizeof(vars[0]), "BLKMIRROR_RESOURCE=%s", c->name);
+	snprintf(vars[1], sizeof(vars[1]), "BLKMIRROR_NODE=%s", c->nodes[c->self].name);
+	snprintf(vars[2], sizeof(vars[2]), "BLKMIRROR_PEER=%s",
+		 c->peer >= 0 ? c->nodes[c->peer].name : "");
+	snprintf(vars[3], sizeof(vars[3]), "BLKMIRROR_EVENT=%s", hook_names[ev]);
+	snprintf(vars[4], sizeof(vars[4]), "BLKMIRROR_ROLE=%s", rsm_role_name(s->role));
+	snprintf(vars[5], sizeof(vars[5]), "BLKMIRROR_DISK=%s", rsm_disk_name(s->disk));
+	snprintf(vars[6], sizeof(vars[6]), "BLKMIRROR_CONNECTION=%s", rsm_conn_name(s->conn));
+	snprintf(vars[7], sizeof(vars[7]), "BLKMIRROR_REPLICATION=%s", rsm_repl_name(s->repl));
+	snprintf(vars[8], sizeof(vars[8]), "BLKMIRROR_CONFIG=%s", c->file);
+	snprintf(vars[9], sizeof(vars[9]), "BLKMIRROR_DEVICE=%s", r->device);
+	for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+		envp[n++] = vars[i];
+	/* The daemon's own environment (PATH...) follows, bounded. */
+	for (char **e = environ; *e && n < ARRAY_SIZE(envp) - 1; e++)
+		if (strncmp(*e, "BLKMIRROR_", 10) != 0)
+			envp[n++] = *e;
+	envp[n] = NULL;
+	rc = posix_spawn(&pid, path, NULL, NULL, argv, envp);
+	if (rc) {
+		LOG_ERROR("hook %s: cannot run %s: %s", hook_names[ev], path, strerror(rc));
+		return -rc;
+	}
+	end = util_now_ms() + (uint64_t)timeout_s * 1000;
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
+			return -errno;
+		if (util_now_ms() >= end) {
+			LOG_ERROR("hook %s: %s still running after %d s: killed", hook_names[ev], path,
+				  timeout_s);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -ETIMEDOUT;
+		}
+		usleep(20 * 1000);
+	}
+	rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (rc)
+		LOG_WARN("hook %s: %s exited with status %d", hook_names[ev], path, rc);
+	else
+		LOG_INFO("hook %s: %s succeeded", hook_names[ev], path);
+	return rc;
+}
+
+static void *
+hook_thread(void *arg)
+{
+	struct hook_job *j = arg;
+
+	hook_exec(j->res, j->path, j->ev, &j->state, HOOK_TIMEOUT_S);
+	free(j);
+	pthread_mutex_lock(&hook_lock);
+	hook_running--;
+	pthread_cond_broadcast(&hook_cond);
+	pthread_mutex_unlock(&hook_lock);
+	return NULL;
+}
+
+static void
+hook_fire(struct res *r, enum hook_event ev, const struct rsm_state *s)
+{
+	const char *path = hook_path(&r->conf, ev);
+	struct hook_job *j;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (!path[0])
+		return;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->res = r;
+	j->ev = ev;
+	j->state = *s;
+	snprintf(j->path, sizeof(j->path), "%s", path);
+	pthread_mutex_lock(&hook_lock);
+	hook_running++;
+	pthread_mutex_unlock(&hook_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, hook_thread, j)) {
+		free(j);
+		pthread_mutex_lock(&hook_lock);
+		hook_running--;
+		pthread_mutex_unlock(&hook_lock);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static int
+hook_syncing(enum rsm_repl r)
+{
+	return r == RSM_R_SYNCSOURCE || r == RSM_R_SYNCTARGET;
+}
+
+void
+hook_transition(struct res *r, const struct rsm_state *prev, const struct rsm_state *next)
+{
+	if (prev->role != next->role)
+		hook_fire(r, HOOK_ROLE_CHANGE, next);
+	if (prev->conn != RSM_C_CONNECTED && next->conn == RSM_C_CONNECTED)
+		hook_fire(r, HOOK_CONNECT, next);
+	if (prev->conn == RSM_C_CONNECTED && next->conn != RSM_C_CONNECTED)
+		hook_fire(r, HOOK_DISCONNECT, next);
+	if (prev->conn != RSM_C_SPLITBRAIN && next->conn == RSM_C_SPLITBRAIN)
+		hook_fire(r, HOOK_SPLIT_BRAIN, next);
+	if (!hook_syncing(prev->repl) && hook_syncing(next->repl))
+		hook_fire(r, HOOK_RESYNC_START, next);
+	if (hook_syncing(prev->repl) && next->repl == RSM_R_ESTABLISHED)
+		hook_fire(r, HOOK_RESYNC_END, next);
+}
+
+int
+hook_run_sync(struct res *r, enum hook_event ev, int timeout_s)
+{
+	const char *path = hook_path(&r->conf, ev);
+	struct rsm_state s;
+
+	if (!path[0])
+		return -ENOENT;
+	rsm_get(r, &s);
+	return hook_exec(r, path, ev, &s, timeout_s);
+}
+
+void
+hook_drain(struct res *r)
+{
+	uint64_t end = util_now_ms() + (HOOK_TIMEOUT_S + 5) * 1000ull;
+
+	(void)r;
+	pthread_mutex_lock(&hook_lock);
+	while (hook_running && util_now_ms() < end) {
+		pthread_mutex_unlock(&hook_lock);
+		usleep(50 * 1000);
+		pthread_mutex_lock(&hook_lock);
+	}
+	pthread_mutex_unlock(&hook_lock);
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# fencing = resource-and-stonith: a sync primary that loses its peer holds
+# writes until handler-fence-peer succeeds; if the handler fails they stay
+# held until `mirrorctl resume-io`.  An orderly disconnect is not fenced.
+# timeout: 120
+source "$(dirname "$0")/functions.sh"
+source "$(dirname "$0")/repl.sh"
+bm_setup
+
+# The fence handler succeeds once $T/go exists (fails at once if $T/fail does).
+cat >"$T/fence" <<HOOK
+#!/bin/sh
+echo "fence \$BLKMIRROR_NODE \$BLKMIRROR_PEER" >>"$T/fenced"
+while [ ! -e "$T/go" ]; do
+    [ -e "$T/fail" ] && exit 1
+    sleep 0.1
+done
+exit 0
+HOOK
+chmod +x "$T/fence"
+bm_pair 32M fencing=resource-and-stonith handler-fence-peer="$T/fence"
+bm_pair_initial_sync
+
+writer() {   # writer FILE: one write + flush through alpha, then FILE appears
+    "$PYTHON" -c 'import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"f"*4096, 1 << 20); h.flush(); open(sys.argv[2], "w").close()' "$UA" "$1"
+}
+
+# An orderly disconnect is not a lost peer: no fencing, writes go on.
+ctlb disconnect
+writer "$T/w0"
+[ -e "$T/fenced" ] && fail "an orderly disconnect ran the fence handler"
+ctlb connect
+ctla wait-sync --timeout 30 || fail "no resync after reconnect"
+
+# beta dies: the write waits for the fence handler.
+bm_kill9 "$PB"
+writer "$T/w1" &
+wait_for 20 test -e "$T/fenced"
+sleep 1
+[ -e "$T/w1" ] && fail "a write completed while the peer was not fenced"
+touch "$T/go"
+wait_for 20 test -e "$T/w1"
+assert_contains "$T/ra-alpha.log" "fence-peer succeeded: resuming I/O" "resume logged"
+
+# Again with a failing handler: frozen until resume-io.
+rm -f "$T/go"; touch "$T/fail"
+bm_start "$CB" beta; PB=$BM_PID
+ctla wait-sync --timeout 30 || fail "beta did not come back"
+bm_kill9 "$PB"
+writer "$T/w2" &
+wait_for 20 grep -q "fence-peer failed" "$T/ra-alpha.log"
+sleep 1
+[ -e "$T/w2" ] && fail "a write completed although fencing failed"
+expect_fail ctlb status
+ctla resume-io
+wait_for 20 test -e "$T/w2"
+expect_fail ctla resume-io
