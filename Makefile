@@ -6,7 +6,11 @@ B       ?= build
 PKGS    := liburing libnl-genl-3.0 openssl cunit inih json-c
 DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
            libcunit1-dev libinih-dev libjson-c-dev libnbd-bin python3-libnbd \
-           qemu-utils nbdkit fio mandoc iproute2 procps
+           qemu-utils nbdkit fio mandoc iproute2 procps \
+           qemu-system-x86 busybox-static kmod cpio xz-utils zstd e2fsprogs
+
+# The OCF agent's test: ocf-tester, ocf-shellfuncs, and xmllint for meta-data.
+DEBS    += resource-agents libxml2-utils
 
 CFLAGS  ?= -O2 -g
 WFLAGS  := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
@@ -89,8 +93,13 @@ install: all
 	install -m 0644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	-install -m 0644 man/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/ 2>/dev/null
-	install -d $(DESTDIR)/usr/lib/ocf/resource.d/blkmirror
-	-install -m 0755 tools/ocf/blkmirror $(DESTDIR)/usr/lib/ocf/resource.d/blkmirror/blkmirror 2>/dev/null
+	install -d $(DESTDIR)/usr/lib/ocf/resource.d/blkmirror $(DESTDIR)/lib/systemd/system
+	sed 's|^sbindir=.*|sbindir=$(PREFIX)/sbin|' tools/ocf/blkmirror \
+	    >$(DESTDIR)/usr/lib/ocf/resource.d/blkmirror/blkmirror
+	chmod 0755 $(DESTDIR)/usr/lib/ocf/resource.d/blkmirror/blkmirror
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' tools/systemd/mirrord@.service \
+	    >$(DESTDIR)/lib/systemd/system/mirrord@.service
+	chmod 0644 $(DESTDIR)/lib/systemd/system/mirrord@.service
 
 # Installs the Debian packages the project needs, only when one is missing.
 deps:
