@@ -62,6 +62,7 @@ struct lk_rtag {
 	uint64_t id;
 	uint64_t seq;               /* arrival order */
 	uint16_t type;
+	uint16_t flags;             /* PX_F_* as received */
 	uint8_t running;            /* submitted to the disk */
 };
 
@@ -497,6 +498,8 @@ lk_try_send(struct lk *l, struct req *r, uint16_t type)
 		break;
 	case PX_FLUSH:
 		plen = 0;
+		if (r)	/* the peer can tell a client's flush from a barrier */
+			flags |= PX_F_APP;
 		break;
 	case PX_CSUM_REQ:
 		plen = sizeof(struct px_io);
@@ -836,6 +839,10 @@ lk_rtag_complete(struct req *r)
 		break;
 	case PX_FLUSH:
 		type = PX_FLUSH_ACK;
+		/* Evidence that an application's flush reached this disk. */
+		if ((t->flags & PX_F_APP) && r->res == 0)
+			LOG_DEBUG("flush from the peer's application #%llu: disk synced",
+				  (unsigned long long)atomic_fetch_add(&l->res->peer_app_flushes, 1) + 1);
 		break;
 	case PX_CSUM_REQ:
 		lk_csum_reply(l, t);
@@ -1021,6 +1028,7 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		return -EAGAIN;
 	t->id = m.id;
 	t->type = m.type;
+	t->flags = m.flags;
 	t->r.off = io.offset;
 	t->r.len = io.length;
 	t->r.flags = (m.flags & PX_F_FUA) ? REQ_F_FUA : 0;

@@ -17,6 +17,8 @@
 
 #define RES_MAX_QUEUES 16
 
+struct fe_nbd;
+struct fe_ublk;
 struct nbds_conn;
 struct lk;
 struct rs;
@@ -59,6 +61,8 @@ struct res {
 	unsigned nqueues;
 	struct res_queue queues[RES_MAX_QUEUES];
 	_Atomic unsigned next_queue;
+	struct fe_ublk *ublk;     /* frontend = ublk: its state (control thread) */
+	struct fe_nbd *nbd;       /* frontend = nbd: its state (control thread) */
 	int export_fd;            /* listening NBD export socket, or -1 */
 	struct ev_op export_op;
 	_Atomic int shutting_down;
@@ -70,6 +74,7 @@ struct res {
 	_Atomic uint64_t rs_done_bytes;
 	_Atomic int ahead;        /* pull-ahead: writes are marked, not sent */
 	_Atomic int frozen;       /* fencing: writes wait until the peer is fenced */
+	_Atomic uint64_t peer_app_flushes; /* the peer's application flushes made durable here */
 };
 
 #endif

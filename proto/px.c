@@ -61,7 +61,7 @@ static const struct px_type_info px_types[PX_TYPE_MAX] = {
 	[PX_WRITE] = { .name = "WRITE", .rule = PX_LEN_DATA, .flags = PX_F_FUA },
 	[PX_WRITE_ACK] = EXACT("WRITE_ACK", sizeof(struct px_ack)),
 	[PX_RECV_ACK] = EXACT("RECV_ACK", 0),
-	[PX_FLUSH] = EXACT("FLUSH", 0),
+	[PX_FLUSH] = EXACT_F("FLUSH", 0, PX_F_APP),
 	[PX_FLUSH_ACK] = EXACT("FLUSH_ACK", sizeof(struct px_ack)),
 	[PX_RS_DATA] = { .name = "RS_DATA", .rule = PX_LEN_DATA, .flags = PX_F_FUA },
 	[PX_RS_ACK] = EXACT("RS_ACK", sizeof(struct px_ack)),
