@@ -7,7 +7,7 @@ PKGS    := liburing libnl-genl-3.0 openssl cunit inih json-c
 DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
            libcunit1-dev libinih-dev libjson-c-dev libnbd-bin python3-libnbd \
            qemu-utils nbdkit fio mandoc iproute2 procps \
-           qemu-system-x86 busybox-static kmod cpio xz-utils zstd e2fsprogs
+           qemu-system-x86 qemu-system-common busybox-static kmod cpio xz-utils zstd e2fsprogs
 
 # The OCF agent's test: ocf-tester, ocf-shellfuncs, and xmllint for meta-data.
 DEBS    += resource-agents libxml2-utils
@@ -76,6 +76,11 @@ check-unit: deps
 check-integration: deps
 	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=1 all units
 	$(Q)tests/run --bin build/asan integration
+
+# The kernel front ends, in a VM (tests/vm/lib.sh).
+check-vm: deps
+	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=1 all units
+	$(Q)tests/run --bin build/asan vm
 
 demo: deps all
 	$(Q)./demo.sh $(B)

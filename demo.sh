@@ -4,9 +4,16 @@
 # primary, the primary killed with -9, fail-over to the secondary, the old
 # primary back as sync target, and both disks equal at the end.  Everything
 # it creates lives in a temporary directory, removed on exit.
+#
+# Then a second part, demo/vm-guest.sh: the same pair with frontend = ublk,
+# /dev/ublkbN mounted on the primary, a crash, and the fail-over with
+# mirrorctl promote.  It needs a kernel with ublk: the host's when it has
+# one (and this runs as root), otherwise a VM with Debian's 6.12 kernel
+# (tests/vm/lib.sh), whose output is shown as the guest prints it.
 set -euo pipefail
 B=${1:-build}
 B=$(cd "$B" && pwd)
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [[ -x $B/mirrord && -x $B/mirrorctl ]] || { echo "demo: no mirrord/mirrorctl in $B: run make" >&2; exit 1; }
 PATH=$B:$PATH
 PY=/usr/bin/python3                    # Debian's, as in tests/integration
@@ -15,9 +22,11 @@ D=$(mktemp -d /tmp/blkmirror-demo.XXXXXX)
 cd "$D"
 
 declare -A PID=()                      # node -> pid of its mirrord
+VMPID=                                 # the subshell running vm_run
 cleanup() {
 	local rc=$? n i log alive
 	set +e
+	[[ -n $VMPID ]] && stop_vm
 	for n in "${!PID[@]}"; do kill -TERM "${PID[$n]}" 2>/dev/null; done
 	for ((i = 0; i < 50; i++)); do
 		alive=0
@@ -221,4 +230,91 @@ stop beta
 run cmp -n "$SIZE" alpha.img beta.img
 echo "the first $SIZE bytes of alpha.img and beta.img are identical"
 
-printf '\n\033[1;32mThe demo succeeded: both nodes hold the same data after a fail-over and a resync.\033[0m\n'
+printf '\n\033[1;32mPart 1 succeeded: both nodes hold the same data after a fail-over and a resync.\033[0m\n'
+
+# ---- Part 2: /dev/ublkbN, the kernel's block device (demo/vm-guest.sh) ----
+
+# True when this kernel has ublk, loading ublk_drv if need be, and this runs
+# as root (ublk devices and mount need it).
+host_has_ublk() {
+	[[ $(id -u) == 0 ]] || return 1
+	[[ -c /dev/ublk-control ]] && return 0
+	modprobe ublk_drv 2>/dev/null || return 1
+	poll 2 test -c /dev/ublk-control
+}
+# guest_lines [FLAG]: from a VM console on stdin, the lines the guest script
+# printed (between BMVM-START and BMVM-EXIT), as they come; touches FLAG at
+# the first one.
+guest_lines() {
+	local line on=0
+	while IFS= read -r line; do
+		line=${line%$'\r'}
+		case $line in
+		*BMVM-START:*) on=1; [[ -z ${1:-} ]] || : >"$1"; continue ;;
+		*BMVM-EXIT:*) on=0; continue ;;
+		esac
+		((on == 0)) || printf '%s\n' "$line"
+	done
+}
+# run_in_vm: demo/vm-guest.sh in the VM.  vm_run prints the console only
+# once the VM has ended, so its console file (console.log in the share it
+# creates, found by its run.sh naming the guest script) is followed as it
+# grows; vm_run's own copy is shown only when that did not work or the VM
+# failed before the guest script ran.  The follower runs in the background
+# so that a signal reaches this script's traps at once.
+run_in_vm() {
+	local guest=$SRC/demo/vm-guest.sh out=$D/vm.out stamp=$D/vm.stamp seen=$D/vm.seen
+	local share='' d rc=0 follower
+	: >"$stamp"
+	(
+		trap '' INT                    # ^C: cleanup stops the VM, then vm_run ends
+		BM_BIN=$B
+		source "$SRC/tests/vm/lib.sh"
+		VM_TIMEOUT=360 vm_run "$guest"
+	) >"$out" &
+	VMPID=$!
+	while [[ -z $share ]] && kill -0 "$VMPID" 2>/dev/null; do
+		for d in /tmp/blkmirror-vm.*; do
+			if [[ -O $d && $d/run.sh -nt $stamp ]] && grep -qF "$guest" "$d/run.sh" 2>/dev/null; then
+				share=$d
+				break
+			fi
+		done
+		sleep 0.2
+	done
+	if [[ -n $share ]] && poll 30 test -e "$share/console.log"; then
+		{ tail -n +1 -f --pid="$VMPID" "$share/console.log" 2>/dev/null | guest_lines "$seen"; } &
+		follower=$!
+		wait "$follower" || true
+	fi
+	wait "$VMPID" || rc=$?
+	VMPID=
+	if [[ ! -e $seen ]]; then
+		if grep -q 'BMVM-START:' "$out"; then guest_lines <"$out"; else cat "$out"; fi
+	fi
+	((rc == 0)) || die "the ublk part failed in the VM (exit status $rc)"
+}
+# stop_vm: at exit while the VM runs (^C, a failure): qemu runs under
+# timeout(1) in a process group of its own, out of reach of the terminal's
+# SIGINT; timeout passes a SIGTERM on to qemu, and vm_run then ends.
+stop_vm() {
+	local p
+	for p in $(ps -o pid= --ppid "$VMPID" 2>/dev/null); do
+		[[ $(ps -o comm= -p "$p" 2>/dev/null) == timeout ]] && kill -TERM "$p" 2>/dev/null
+	done
+	poll 20 vm_gone || kill -TERM "$VMPID" 2>/dev/null
+	wait "$VMPID" 2>/dev/null
+}
+vm_gone() { [[ $(ps -o stat= -p "$VMPID" 2>/dev/null) != [!Z]* ]]; }   # zombie or gone
+
+rm -f "$D"/*.log                       # a failure from here on shows part 2's logs only
+printf '\n\033[1m=== Part 2: the mirrored disk as a kernel block device, /dev/ublkbN ===\033[0m\n'
+if host_has_ublk; then
+	note "this kernel, $(uname -r), has ublk: the ublk part runs here"
+	bash "$SRC/demo/vm-guest.sh" "$B" || die "the ublk part failed (exit status $?)"
+else
+	note "this kernel, $(uname -r), has no ublk$([[ $(id -u) == 0 ]] || echo ' usable without root'): the ublk part runs in a VM with Debian's 6.12 kernel (qemu, ~10 s to boot)"
+	run_in_vm
+fi
+
+printf '\n\033[1;32mThe demo succeeded: the NBD export and /dev/ublkbN each failed over to the secondary with every acknowledged write intact.\033[0m\n'

@@ -27,8 +27,15 @@ fe_export_activate(struct res *r, char *err, size_t len)
 static int
 fe_export_deactivate(struct res *r, char *err, size_t len)
 {
-	int writers = atomic_load(&r->writers);
+	int writers;
 
+	/* Checked and closed under the lock the export takes to count a new
+	 * writer, so none can slip in between. */
+	pthread_mutex_lock(&r->lock);
+	writers = atomic_load(&r->writers);
+	if (writers == 0)
+		atomic_store(&r->writable, 0);
+	pthread_mutex_unlock(&r->lock);
 	if (writers > 0) {
 		snprintf(err, len, "device is open for writing (%d %s): close it first", writers,
 			 writers == 1 ? "writer" : "writers");
@@ -57,6 +64,10 @@ fe_for(const struct res *r)
 	switch (r->conf.frontend) {
 	case CONF_FE_EXPORT:
 		return &fe_export;
+	case CONF_FE_UBLK:
+		return &fe_ublk_ops;
+	case CONF_FE_NBD:
+		return &fe_nbd_ops;
 	default:
 		return NULL;	/* not built yet: mirrord refuses the configuration */
 	}

@@ -19,11 +19,17 @@ struct fe_ops {
 	/* promote: make the device appear (writable). */
 	int (*activate)(struct res *r, char *err, size_t len);
 	/* demote: -EBUSY with a message when it is still open for writing;
-	 * else remove it. */
+	 * else remove it.  Called without r->lock (removing a device waits
+	 * for queue threads); once it returns 0, rsm_demote clears
+	 * r->writable. */
 	int (*deactivate)(struct res *r, char *err, size_t len);
 	/* Clean stop: remove everything. */
 	void (*close)(struct res *r);
 };
+
+/* The kernel front ends, each in its own file. */
+extern const struct fe_ops fe_ublk_ops;   /* daemon/fe_ublk.c */
+extern const struct fe_ops fe_nbd_ops;    /* daemon/fe_nbd.c */
 
 /* The operations for r->conf.frontend. */
 const struct fe_ops *fe_for(const struct res *r);

@@ -207,11 +207,16 @@ rsm_resume_primary(struct res *r)
 	struct meta_sb sb;
 
 	/* The device outlived a crashed daemon and is back: its users expect
-	 * a primary.  The metadata still says primary (crashed primary). */
+	 * a primary.  The metadata still says primary (crashed primary).
+	 * The front end may call this before its device lets the waiting I/O
+	 * through (so that no reissued write is refused); the second call,
+	 * mirrord's, finds the node primary already. */
+	rsm_get(r, &s);
+	if (s.role == RSM_PRIMARY)
+		return;
 	dm_sb_get(r->dm, &sb);
 	sb.flags |= META_F_PRIMARY;
 	dm_sb_write(r->dm, &sb);
-	rsm_get(r, &s);
 	s.role = RSM_PRIMARY;
 	s.disk = RSM_D_UPTODATE;
 	rsm_set(r, &s, "device re-attached after a restart");
@@ -227,15 +232,15 @@ rsm_demote(struct res *r, char *why, size_t len)
 	rsm_get(r, &s);
 	if (s.role == RSM_SECONDARY)
 		return 0;
-	/* Checked and closed under the lock the export takes to count a new
-	 * writer, so none can slip in between. */
-	pthread_mutex_lock(&r->lock);
+	/* Not under r->lock: removing a kernel device waits for the requests
+	 * it holds, which queue threads finish, and they may need r->lock.
+	 * Each front end closes its own window against new writers (the
+	 * export does it under r->lock); once the device is gone, the write
+	 * path refuses writes too. */
 	rc = fe_for(r)->deactivate(r, why, len);
-	if (rc == 0)
-		atomic_store(&r->writable, 0);
-	pthread_mutex_unlock(&r->lock);
 	if (rc)
 		return rc;
+	atomic_store(&r->writable, 0);
 	dm_sb_get(r->dm, &sb);
 	sb.flags &= ~META_F_PRIMARY;
 	rc = dm_sb_write(r->dm, &sb);
