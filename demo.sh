@@ -16,7 +16,7 @@ B=$(cd "$B" && pwd)
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [[ -x $B/mirrord && -x $B/mirrorctl ]] || { echo "demo: no mirrord/mirrorctl in $B: run make" >&2; exit 1; }
 PATH=$B:$PATH
-PY=/usr/bin/python3                    # Debian's, as in tests/integration
+source "$(dirname "$0")/demo/lib.sh"
 [[ -x $PY ]] || PY=python3
 D=$(mktemp -d /tmp/blkmirror-demo.XXXXXX)
 cd "$D"
@@ -50,27 +50,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-note() { printf '(%s)\n' "$*"; }
-die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
-# run CMD...: echo the command, quoted as one would type it, then run it.
-run() {
-	local a out=
-	for a; do
-		if [[ $a =~ ^[-A-Za-z0-9_./:=+,@%]+$ ]]; then out+=" $a"; else out+=" '${a//\'/\'\\\'\'}'"; fi
-	done
-	printf '$%s\n' "$out"
-	"$@"
-}
-# field NODE EXPR: one field of "mirrorctl status --json" (.role, .peer.disk).
-field() {
-	mirrorctl -c "$1.conf" --node "$1" status --json | "$PY" -c '
-import json, sys
-v = json.load(sys.stdin)
-for k in filter(None, sys.argv[1].split(".")):
-    v = v.get(k) if isinstance(v, dict) else None
-print(v if isinstance(v, str) else json.dumps(v))' "$2"
-}
 # expect NODE EXPR VALUE: the demo fails unless the field has that value.
 expect() {
 	local got

@@ -28,7 +28,7 @@ if [[ ! -c /dev/ublk-control ]]; then
 	for ((i = 0; i < 20; i++)); do [[ -c /dev/ublk-control ]] || sleep 0.1; done
 	[[ -c /dev/ublk-control ]] || { echo "demo: no /dev/ublk-control: this kernel has no ublk" >&2; exit 1; }
 fi
-PY=/usr/bin/python3
+source "$(dirname "$0")/lib.sh"
 [[ -x $PY ]] || PY=python3
 if [[ ${BM_VM:-0} == 1 ]]; then LINK=${2:-veth}; else LINK=${2:-loopback}; fi
 [[ $LINK == veth || $LINK == loopback ]] || { echo "demo: the link is veth or loopback, not '$LINK'" >&2; exit 2; }
@@ -85,33 +85,12 @@ halt() {
 }
 alive() { [[ -n ${PID[$1]:-} ]] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-note() { printf '(%s)\n' "$*"; }
-die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
-# run CMD...: echo the command, quoted as one would type it, then run it.
-run() {
-	local a out=
-	for a; do
-		if [[ $a =~ ^[-A-Za-z0-9_./:=+,@%]+$ ]]; then out+=" $a"; else out+=" '${a//\'/\'\\\'\'}'"; fi
-	done
-	printf '$%s\n' "$out"
-	"$@"
-}
 # sh_run 'COMMAND LINE': echo it as it is, run it with bash (pipes, cd).
 sh_run() {
 	printf '$ %s\n' "$1"
 	bash -c "set -eo pipefail; $1"
 }
 ctl() { local n=$1; shift; mirrorctl -c "$n.conf" --node "$n" "$@"; }
-# field NODE EXPR: one field of "mirrorctl status --json" (.role, .peer.disk).
-field() {
-	ctl "$1" status --json | "$PY" -c '
-import json, sys
-v = json.load(sys.stdin)
-for k in filter(None, sys.argv[1].split(".")):
-    v = v.get(k) if isinstance(v, dict) else None
-print(v if isinstance(v, str) else json.dumps(v))' "$2"
-}
 expect() {
 	local got
 	got=$(field "$1" "$2")
