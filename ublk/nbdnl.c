@@ -212,27 +212,40 @@ nbdnl_connect(const struct nbdnl_config *c, int *index, char *err, size_t len)
 	return rc;
 }
 
-int
-nbdnl_disconnect(int index, char *err, size_t len)
+/* One command naming a device by index; the reply goes to rx.  *asked
+ * tells whether the kernel got it (else err already says why not). */
+static int
+nbdnl_index_cmd(uint8_t cmd, int index, struct nbdnl_rx *rx, int *asked, char *err,
+		size_t len)
 {
-	struct nbdnl_rx rx = { 0 };
 	struct nl_sock *sk;
 	struct nl_msg *msg;
 	int family, rc;
 
+	*asked = 0;
 	rc = nbdnl_open(&sk, &family, err, len);
 	if (rc)
 		return rc;
-	msg = nbdnl_msg(family, NBD_CMD_DISCONNECT);
+	msg = nbdnl_msg(family, cmd);
 	if (!msg || nla_put_u32(msg, NBD_ATTR_INDEX, (uint32_t)index)) {
 		nlmsg_free(msg);
 		nl_socket_free(sk);
 		snprintf(err, len, "nbd netlink: out of memory");
 		return -ENOMEM;
 	}
-	rc = nbdnl_transact(sk, msg, &rx);
+	*asked = 1;
+	rc = nbdnl_transact(sk, msg, rx);
 	nl_socket_free(sk);
-	if (rc)
+	return rc;
+}
+
+int
+nbdnl_disconnect(int index, char *err, size_t len)
+{
+	struct nbdnl_rx rx = { 0 };
+	int asked, rc = nbdnl_index_cmd(NBD_CMD_DISCONNECT, index, &rx, &asked, err, len);
+
+	if (rc && asked)
 		snprintf(err, len, "nbd: the kernel refused NBD_CMD_DISCONNECT of /dev/nbd%d: %s",
 			 index, strerror(-rc));
 	return rc;
@@ -270,22 +283,10 @@ nbdnl_status(int index, int *connected, char *err, size_t len)
 {
 	struct nbdnl_status_arg st = { .index = index };
 	struct nbdnl_rx rx = { .parse = nbdnl_status_reply, .arg = &st };
-	struct nl_sock *sk;
-	struct nl_msg *msg;
-	int family, rc;
+	int asked, rc = nbdnl_index_cmd(NBD_CMD_STATUS, index, &rx, &asked, err, len);
 
-	rc = nbdnl_open(&sk, &family, err, len);
-	if (rc)
+	if (!asked)
 		return rc;
-	msg = nbdnl_msg(family, NBD_CMD_STATUS);
-	if (!msg || nla_put_u32(msg, NBD_ATTR_INDEX, (uint32_t)index)) {
-		nlmsg_free(msg);
-		nl_socket_free(sk);
-		snprintf(err, len, "nbd netlink: out of memory");
-		return -ENOMEM;
-	}
-	rc = nbdnl_transact(sk, msg, &rx);
-	nl_socket_free(sk);
 	if (rc == 0 && !st.found)
 		rc = -ENOENT;
 	if (rc) {
