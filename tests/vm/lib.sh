@@ -223,6 +223,9 @@ vm_run() {
         (($# == 0)) || printf ' %q' "$@"
         echo
     } >"$VM_OUT/run.sh"
+    # Paths the guest must see although its /tmp is a fresh tmpfs (a
+    # checkout under /tmp, as a CI clone may be).
+    printf '%s\n' "$BM_SRC" "$BM_BIN" "$(dirname "$script")" >"$VM_OUT/binds"
     console=$VM_OUT/console.log
     start=${EPOCHREALTIME/./}
     timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
