@@ -85,8 +85,18 @@ check-vm: deps
 demo: deps all
 	$(Q)./demo.sh $(B)
 
+# The benchmark's own peers: DRBD's tools for the VM part (only what they
+# depend on: their recommended mail system is not needed).
+BENCH_DEBS := drbd-utils qemu-system-common
+
 bench: deps all
-	$(Q)bench/run --bin $(B)
+	$(Q)missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "  DEPS   $$missing"; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(Q)bench/run --bin $(B) --vm
 
 lint:
 	$(Q)mandoc -Tlint -W warning man/*.[0-9]
