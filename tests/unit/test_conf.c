@@ -4,6 +4,8 @@
 #include "daemon/conf.h"
 
 #include <CUnit/Basic.h>
+
+#include "tests/unit/cu_run.h"
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -713,10 +715,7 @@ test_conf_dump_defaults(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct cu_test tests[] = {
 		{ "test_conf_defaults", test_conf_defaults },
 		{ "test_conf_every_key_parsed", test_conf_every_key_parsed },
 		{ "test_conf_enum_values", test_conf_enum_values },
@@ -747,25 +746,6 @@ main(void)
 		{ "test_conf_dump_defaults", test_conf_dump_defaults },
 		{ "test_conf_dump_round_trip", test_conf_dump_round_trip },
 	};
-	CU_pSuite s;
-	unsigned failures;
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("conf", suite_init, suite_clean);
-	if (!s)
-		goto fail;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(s, tests[i].name, tests[i].fn))
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	if (CU_basic_run_tests() != CUE_SUCCESS)
-		goto fail;
-	/* a failing suite init leaves no failed assertion behind: count it too */
-	failures = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
-fail:
-	CU_cleanup_registry();
-	return 1;
+	return cu_run("conf", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }

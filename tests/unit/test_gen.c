@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <CUnit/Basic.h>
+
+#include "tests/unit/cu_run.h"
 #include <CUnit/CUnit.h>
 
 #include "daemon/gen.h"
@@ -1052,10 +1054,7 @@ test_gen_random_fields_symmetric(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct cu_test tests[] = {
 		{ "test_gen_both_just_created_no_sync", test_gen_both_just_created_no_sync },
 		{ "test_gen_force_promote_then_connect_full_sync",
 		  test_gen_force_promote_then_connect_full_sync },
@@ -1101,25 +1100,6 @@ main(void)
 		{ "test_gen_random_operations_keep_data", test_gen_random_operations_keep_data },
 		{ "test_gen_random_fields_symmetric", test_gen_random_fields_symmetric },
 	};
-	CU_pSuite s;
-	unsigned failures;
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("gen", NULL, NULL);
-	if (s == NULL) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	for (size_t k = 0; k < sizeof(tests) / sizeof(tests[0]); k++) {
-		if (CU_add_test(s, tests[k].name, tests[k].fn) == NULL) {
-			CU_cleanup_registry();
-			return 1;
-		}
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures > 0;
+	return cu_run("gen", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
+
+#include "tests/unit/cu_run.h"
 #include <CUnit/CUnit.h>
 
 #include "daemon/meta.h"
@@ -572,7 +574,7 @@ test_meta_new_gen_avoids_reserved(void)
 int
 main(void)
 {
-	static const struct { const char *name; CU_TestFunc fn; } tests[] = {
+	static const struct cu_test tests[] = {
 		{ "test_meta_md_bytes_known_values", test_meta_md_bytes_known_values },
 		{ "test_meta_encode_decode_roundtrip", test_meta_encode_decode_roundtrip },
 		{ "test_meta_layout_internal_is_maximal", test_meta_layout_internal_is_maximal },
@@ -592,25 +594,6 @@ main(void)
 		{ "test_meta_write_refuses_invalid", test_meta_write_refuses_invalid },
 		{ "test_meta_new_gen_avoids_reserved", test_meta_new_gen_avoids_reserved },
 	};
-	CU_pSuite s;
-	unsigned failures;
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("meta", NULL, NULL);
-	if (s == NULL) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL) {
-			CU_cleanup_registry();
-			return 1;
-		}
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures > 0;
+	return cu_run("meta", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -4,6 +4,8 @@
 #include "ublk/nbd_hs.h"
 
 #include <CUnit/Basic.h>
+
+#include "tests/unit/cu_run.h"
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -734,10 +736,7 @@ test_nbd_hs_bad_export(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct cu_test tests[] = {
 		{ "test_nbd_hs_go_block_sizes", test_nbd_hs_go_block_sizes },
 		{ "test_nbd_hs_info_then_go", test_nbd_hs_info_then_go },
 		{ "test_nbd_hs_info_no_description", test_nbd_hs_info_no_description },
@@ -761,27 +760,8 @@ main(void)
 		{ "test_nbd_hs_option_limit", test_nbd_hs_option_limit },
 		{ "test_nbd_hs_bad_export", test_nbd_hs_bad_export },
 	};
-	CU_pSuite suite;
-	unsigned failed;
-	size_t i;
 
-	/* A server that writes after the test client closed must get EPIPE. */
+	/* A side that writes after the other closed must get EPIPE. */
 	signal(SIGPIPE, SIG_IGN);
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	suite = CU_add_suite("nbd_hs", NULL, NULL);
-	if (!suite)
-		goto fail;
-	for (i = 0; i < ARRAY_SIZE(tests); i++)
-		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	if (CU_basic_run_tests() != CUE_SUCCESS)
-		goto fail;
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-fail:
-	CU_cleanup_registry();
-	return 1;
+	return cu_run("nbd_hs", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

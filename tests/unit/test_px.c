@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
+
+#include "tests/unit/cu_run.h"
 #include <CUnit/CUnit.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -1252,10 +1254,7 @@ suite_clean(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct cu_test tests[] = {
 		{ "test_px_hdr_round_trip", test_px_hdr_round_trip },
 		{ "test_px_hdr_bad_magic", test_px_hdr_bad_magic },
 		{ "test_px_hdr_reserved", test_px_hdr_reserved },
@@ -1299,28 +1298,8 @@ main(void)
 		{ "test_px_load_secret_mode", test_px_load_secret_mode },
 		{ "test_px_load_secret_missing", test_px_load_secret_missing },
 	};
-	CU_pSuite suite;
-	unsigned failed;
-	size_t i;
 
 	/* A side that writes after the other closed must get EPIPE. */
 	signal(SIGPIPE, SIG_IGN);
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	suite = CU_add_suite("px", suite_init, suite_clean);
-	if (!suite)
-		goto fail;
-	for (i = 0; i < ARRAY_SIZE(tests); i++)
-		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	if (CU_basic_run_tests() != CUE_SUCCESS)
-		goto fail;
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-		 CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
-fail:
-	CU_cleanup_registry();
-	return 1;
+	return cu_run("px", suite_init, suite_clean, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
+
+#include "tests/unit/cu_run.h"
 #include <CUnit/CUnit.h>
 
 #include "lib/ev.h"
@@ -527,10 +529,7 @@ test_ublk_queue_new_map_failure(void)
 int
 main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct cu_test tests[] = {
 		{ "test_ublk_geom_check", test_ublk_geom_check },
 		{ "test_ublk_block_follows_disk_alignment", test_ublk_block_follows_disk_alignment },
 		{ "test_ublk_dev_info_asks_for_recovery", test_ublk_dev_info_asks_for_recovery },
@@ -550,25 +549,6 @@ main(void)
 		  test_ublk_queue_refused_fetches_end_every_tag },
 		{ "test_ublk_queue_new_map_failure", test_ublk_queue_new_map_failure },
 	};
-	CU_pSuite s;
-	unsigned failures;
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("ublk", NULL, NULL);
-	if (s == NULL) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	for (size_t k = 0; k < sizeof(tests) / sizeof(tests[0]); k++) {
-		if (CU_add_test(s, tests[k].name, tests[k].fn) == NULL) {
-			CU_cleanup_registry();
-			return 1;
-		}
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failures > 0;
+	return cu_run("ublk", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
