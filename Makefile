@@ -11,6 +11,9 @@ DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
 
 # The OCF agent's test: ocf-tester, ocf-shellfuncs, and xmllint for meta-data.
 DEBS    += resource-agents libxml2-utils
+# The cluster and database tests in the VM (tests/vm/test-vm-pacemaker.sh,
+# test-vm-postgres.sh) run the host's Pacemaker, Corosync and PostgreSQL.
+DEBS    += pacemaker corosync pacemaker-cli-utils crmsh postgresql python3-psycopg2
 
 CFLAGS  ?= -O2 -g
 WFLAGS  := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \

@@ -3,9 +3,13 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon/export.h"
 #include "daemon/resource.h"
+#include "lib/log.h"
 
 static int
 fe_export_open(struct res *r, int *resumed, char *err, size_t len)
@@ -71,4 +75,51 @@ fe_for(const struct res *r)
 	default:
 		return NULL;	/* not built yet: mirrord refuses the configuration */
 	}
+}
+
+static int
+fe_link_path(const struct res *r, const char *dev, char *path, size_t len)
+{
+	if (strncmp(dev, "/dev/", 5) != 0)
+		return -1;	/* an NBD export: no device node */
+	snprintf(path, len, "%s/%s", FE_LINK_DIR, r->conf.name);
+	return 0;
+}
+
+void
+fe_link_add(const struct res *r)
+{
+	char path[600], tmp[640];
+
+	if (fe_link_path(r, r->device, path, sizeof(path)))
+		return;
+	if (mkdir(FE_LINK_DIR, 0755) && errno != EEXIST) {
+		LOG_WARN("cannot create %s: %s", FE_LINK_DIR, strerror(errno));
+		return;
+	}
+	/* Replaced in one step: a reader never finds the name missing. */
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	unlink(tmp);
+	if (symlink(r->device, tmp) || rename(tmp, path)) {
+		LOG_WARN("cannot link %s to %s: %s", path, r->device, strerror(errno));
+		unlink(tmp);
+		return;
+	}
+	LOG_INFO("%s -> %s", path, r->device);
+}
+
+void
+fe_link_del(const struct res *r, const char *dev)
+{
+	char path[600], target[512];
+	ssize_t n;
+
+	if (fe_link_path(r, dev, path, sizeof(path)))
+		return;
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return;
+	target[n] = '\0';
+	if (strcmp(target, dev) == 0 && unlink(path) && errno != ENOENT)
+		LOG_WARN("cannot remove %s: %s", path, strerror(errno));
 }

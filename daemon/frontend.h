@@ -34,4 +34,16 @@ extern const struct fe_ops fe_nbd_ops;    /* daemon/fe_nbd.c */
 /* The operations for r->conf.frontend. */
 const struct fe_ops *fe_for(const struct res *r);
 
+/* FE_LINK_DIR/NAME, a symbolic link to the kernel device (/dev/ublkbN,
+ * /dev/nbdN) while it exists: one name for every node, whatever number
+ * each kernel gave the device, for fstab or a cluster's Filesystem
+ * resource (DRBD's /dev/drbd/by-res/NAME).  Failures are logged, not
+ * fatal: the device itself works without it. */
+#define FE_LINK_DIR "/dev/blkmirror"
+/* After the device appeared (promote, or re-attached at start). */
+void fe_link_add(const struct res *r);
+/* After the device DEV was removed; leaves a link to another device (a
+ * second daemon for the same name) alone. */
+void fe_link_del(const struct res *r, const char *dev);
+
 #endif

@@ -297,8 +297,10 @@ main(int argc, char **argv)
 		int resumed = 0;
 
 		rc = fe_for(r)->open(r, &resumed, err, sizeof(err));
-		if (!rc && resumed)
+		if (!rc && resumed) {
 			rsm_resume_primary(r);
+			fe_link_add(r);
+		}
 	}
 	if (rc) {
 		LOG_ERROR("%s", err);
@@ -327,7 +329,14 @@ main(int argc, char **argv)
 
 out:
 	atomic_store(&r->shutting_down, 1);
-	fe_for(r)->close(r);
+	{
+		char dev[sizeof(r->device)];
+
+		snprintf(dev, sizeof(dev), "%s", r->device);
+		fe_for(r)->close(r);
+		if (!r->device[0])
+			fe_link_del(r, dev);	/* kept while a device stays */
+	}
 	peer_stop(r);
 	queue_stop_all(r);
 	cf_free(r->cf);

@@ -193,6 +193,7 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 		dm_sb_write(r->dm, &sb);
 		return rc;
 	}
+	fe_link_add(r);
 	if (!in_sync && s.conn == RSM_C_CONNECTED)
 		peer_reconnect(r);
 	else
@@ -227,11 +228,13 @@ rsm_demote(struct res *r, char *why, size_t len)
 {
 	struct rsm_state s;
 	struct meta_sb sb;
+	char dev[sizeof(r->device)];
 	int rc;
 
 	rsm_get(r, &s);
 	if (s.role == RSM_SECONDARY)
 		return 0;
+	snprintf(dev, sizeof(dev), "%s", r->device);
 	/* Not under r->lock: removing a kernel device waits for the requests
 	 * it holds, which queue threads finish, and they may need r->lock.
 	 * Each front end closes its own window against new writers (the
@@ -240,6 +243,7 @@ rsm_demote(struct res *r, char *why, size_t len)
 	rc = fe_for(r)->deactivate(r, why, len);
 	if (rc)
 		return rc;
+	fe_link_del(r, dev);
 	atomic_store(&r->writable, 0);
 	dm_sb_get(r->dm, &sb);
 	sb.flags &= ~META_F_PRIMARY;
