@@ -107,7 +107,7 @@ lint:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
-	install -m 0755 $(B)/mirrord $(B)/mirrorctl $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(B)/mirrord $(B)/mirrorctl tools/ocf/blkmirror-cluster-hook $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	-install -m 0644 man/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/ 2>/dev/null

@@ -40,8 +40,11 @@ cluster_check_tools() {
 # mirrord and mirrorctl on PATH, as after make install.
 cluster_install() {
     install -D -m 0755 "$BM_SRC/tools/ocf/blkmirror" /usr/lib/ocf/resource.d/blkmirror/blkmirror
+    install -m 0755 "$BM_SRC/tools/ocf/blkmirror-cluster-hook" /usr/sbin/blkmirror-cluster-hook
     ln -sf "$MIRRORD" /usr/sbin/mirrord
     ln -sf "$MIRRORCTL" /usr/sbin/mirrorctl
+    # crmsh's node commands ping the node by name.
+    printf '%s alpha\n%s beta\n' "${CLUSTER_IP[alpha]}" "${CLUSTER_IP[beta]}" >>/etc/hosts
     mkdir -p /dev/blkmirror /etc/corosync /etc/blkmirror /var/lib/pacemaker /var/lib/corosync \
         /var/lib/blkmirror
 }
@@ -135,6 +138,7 @@ EOF
 cluster_boot() {
     local n=$1 d=$T/node-$1 up i
     rm -f "$d/ready"
+    ip -n "bmc-$n" link set "bmc-$n" up     # again after a power failure
     ip netns exec "bmc-$n" unshare --mount --uts --pid --fork --mount-proc \
         bash "$BM_SRC/tests/vm/cluster-node.sh" "$n" "$d" >"$d/node.out" 2>&1 &
     up=$!
@@ -183,6 +187,12 @@ cluster_online() {
 # cluster_mounted NAME DIR: DIR is a mount point on node NAME.
 cluster_mounted() {
     nodex "$1" findmnt -n "$2" >/dev/null 2>&1
+}
+
+# cluster_bans NAME: the ids of the node's view of cli-ban constraints.
+cluster_bans() {
+    nodex "$1" cibadmin --query --scope constraints 2>/dev/null |
+        grep -o 'id="cli-ban-[^"]*"' | sed 's/^id="//; s/"$//' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
 # cluster_power_off NAME: see the top of this file.

@@ -7,14 +7,19 @@
 #     first promote --force, the initial sync, mkfs; the daemons stopped.
 #  2. The configuration loaded with crmsh: Pacemaker starts mirrord on both
 #     nodes, promotes one and mounts the file system there (only there).
-#  3. A planned switchover (crm resource move): the file system moves to
-#     the other node with its files.
-#  4. Power failure of the primary's node (its link cut, every process
+#  3. Power failure of the primary's node (its link cut, every process
 #     SIGKILLed) while a writer fsyncs files and logs each acknowledged
 #     one: Pacemaker promotes the survivor and mounts the file system
 #     there; every acknowledged file reads back with its checksum, and the
 #     survivor takes new writes.  Prints the failover time, from the kill
-#     to the file system mounted on the survivor.
+#     to the file system mounted on the survivor.  The hook
+#     (tools/ocf/blkmirror-cluster-hook) bans the lost node from promotion.
+#  4. The lost node comes back: resync, the ban lifted, an online verify
+#     finds no difference.
+#  5. A node that missed writes is never promoted: the secondary goes to
+#     standby, the primary writes alone and loses power, the stale node
+#     comes back online alone and stays secondary (banned).
+#  At the end the stale node stops its resources cleanly (stop-all-resources).
 # timeout: 900
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
@@ -32,7 +37,10 @@ requires mkfs.ext4
 cluster_install
 cluster_keep_logs
 cluster_network
-cluster_files 96M ping-timeout=3
+hook=/usr/sbin/blkmirror-cluster-hook
+cluster_files 96M ping-timeout=3 fencing=resource-and-stonith handler-fence-peer=$hook \
+    handler-disconnect=$hook handler-role-change=$hook handler-connect=$hook \
+    handler-resync-end=$hook
 MNT=/srv/r0
 
 # elapsed T0: seconds since T0 (an EPOCHREALTIME), with 1 decimal.
@@ -55,6 +63,7 @@ is_mounted_on() { [[ $(mounted_on) == "$1" ]]; }
 mounted_somewhere() { [[ -n $(mounted_on) ]]; }
 role_is() { [[ $(cluster_field "$1" role 2>/dev/null) == "$2" ]]; }
 no_mirrord() { ! nodex "$1" pidof mirrord >/dev/null; }
+bans_are() { [[ $(cluster_bans "$1") == "$2" ]]; }
 
 # A resource's state in the cluster's view, from node NAME: "ROLE@NODE ...".
 crm_where() {
@@ -124,20 +133,8 @@ assert_eq "$(crm_where "$P" fs-r0)" "Started@$P" "fs-r0 in crm_mon"
 ctl "$P" wait-sync --timeout 60 || fail "not in sync under Pacemaker"
 files_write "$P" 20 a
 
-# ---- 3. Planned switchover ----
-start=$EPOCHREALTIME
-nodex "$P" crm resource move fs-r0 "$S" || fail "crm resource move"
-wait_for 240 is_mounted_on "$S"
-echo "switchover: $P -> $S in $(elapsed "$start") s"
-nodex "$P" crm resource clear fs-r0 || fail "crm resource clear"
-assert_eq "$(cluster_field "$S" role)" primary "role of $S after the switchover"
-wait_for 60 role_is "$P" secondary
-files_check "$S" a
-P=$S
-[[ $P == alpha ]] && S=beta || S=alpha
-ctl "$P" wait-sync --timeout 60 || fail "not in sync after the switchover"
-
-# ---- 4. The primary's node loses power ----
+# ---- 3. The primary's node loses power ----
+assert_eq "$(cluster_bans "$P")" "" "ban constraints before the power failure"
 files_write "$P" 10 b
 : >"$T/acked"
 nodex "$P" bash -c 'cd "$1" && i=0 && while :; do
@@ -152,11 +149,11 @@ start=$EPOCHREALTIME
 cluster_power_off "$P"
 wait "$writer" 2>/dev/null || true
 n_acked=$(wc -l <"$T/acked")
-unset "CLUSTER_PID1[$P]"
+wait_for 300 role_is "$S" primary
+promoted=$(elapsed "$start")
 wait_for 300 is_mounted_on "$S"
 failover=$(elapsed "$start")
-echo "failover: $P lost power; file system mounted on $S after $failover s"
-assert_eq "$(cluster_field "$S" role)" primary "role of the survivor"
+echo "failover: $P lost power; $S promoted after $promoted s, file system mounted after $failover s"
 assert_eq "$(crm_where "$S" fs-r0)" "Started@$S" "fs-r0 in crm_mon after the failover"
 files_check "$S" a
 files_check "$S" b
@@ -164,11 +161,43 @@ nodex "$S" bash -c 'cd "$1" && sha256sum --quiet -c "$2"' _ "$MNT" "$T/acked" ||
     fail "an acknowledged file is missing or differs on $S"
 echo "failover: all $n_acked files acknowledged before the power failure are on $S"
 files_write "$S" 5 c
-files_check "$S" c
-echo "FAILOVER-TIME: $failover s (power off of $P to ext4 mounted on $S)"
+echo "FAILOVER-TIME: $failover s (power off of $P to ext4 mounted on $S; promoted after $promoted s)"
+# The survivor went on alone: the hook banned the lost node from promotion.
+wait_for 60 bans_are "$S" "cli-ban-c-r0-on-$P"
 
-# ---- The survivor stops its resources cleanly ----
-nodex "$S" crm configure property stop-all-resources=true || fail "stop-all-resources"
-wait_for 240 no_mirrord "$S"
-cluster_mounted "$S" "$MNT" && fail "the file system is still mounted on $S after stop-all-resources"
+# ---- 4. The lost node comes back: resync, then the ban is lifted ----
+cluster_boot "$P"
+wait_for 240 cluster_online "$S"
+wait_for 240 role_is "$P" secondary
+ctl "$S" wait-sync --timeout 240 || fail "the returning node did not get in sync"
+wait_for 120 bans_are "$S" ""
+echo "rejoin: $P back as secondary, in sync, ban lifted"
+ctl "$S" verify || fail "verify"
+wait_for 300 grep -q "verify finished" "$T/node-$S/var/log/blkmirror/r0.log"
+grep "verify finished" "$T/node-$S/var/log/blkmirror/r0.log"
+grep -q "verify finished: 0 bytes differ" "$T/node-$S/var/log/blkmirror/r0.log" ||
+    fail "the online verify found differences after the resync"
+files_check "$S" c
+
+# ---- 5. A node that misses writes is never promoted ----
+# The secondary leaves (standby: the cluster stops its mirrord); the
+# primary writes alone, then loses power; the stale node comes back alone
+# and must not be promoted: its data lacks files d*.
+nodex "$S" crm node standby "$P" || fail "crm node standby"
+wait_for 240 no_mirrord "$P"
+wait_for 60 bans_are "$S" "cli-ban-c-r0-on-$P"
+files_write "$S" 5 d
+cluster_power_off "$S"
+nodex "$P" crm node online "$P" || fail "crm node online"
+wait_for 240 role_is "$P" secondary
+for _ in $(seq 30); do
+    [[ $(cluster_field "$P" role) == secondary ]] || fail "the stale node $P was promoted"
+    cluster_mounted "$P" "$MNT" && fail "the file system was mounted on the stale node $P"
+    sleep 1
+done
+assert_eq "$(crm_where "$P" p-r0)" "Unpromoted@$P" "clone roles with only the stale node"
+echo "stale node: $P stayed secondary for 30 s after the primary's loss (banned)"
+
+nodex "$P" crm configure property stop-all-resources=true || fail "stop-all-resources"
+wait_for 240 no_mirrord "$P"
 echo "pacemaker: all checks passed"
