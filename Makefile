@@ -65,7 +65,7 @@ units: $(UNIT_BIN)
 
 .SECONDARY:
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -name '*.d' -type f 2>/dev/null)
 
 # Every test runs against the sanitizer build.
 check: deps

@@ -39,7 +39,7 @@ if [[ ${BM_VM:-0} != 1 ]]; then
     # shellcheck disable=SC2086
     VM_TIMEOUT=840 vm_run "$0" ${PG_RUNS:-} || rc=$?
     # The daemons' and PostgreSQL's logs, for a look afterwards.
-    keep=$BM_SRC/build/test-logs/test-vm-postgres.d
+    keep=$BM_SRC/build/test-logs/test-vm-postgres.logs
     rm -rf "$keep"
     if [[ -d $VM_OUT/logs ]]; then
         mkdir -p "$keep" && cp -r "$VM_OUT/logs/." "$keep/" && vm_log "logs kept in ${keep#"$BM_SRC"/}"
