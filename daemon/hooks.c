@@ -24,12 +24,19 @@ static const char *const hook_names[HOOK_N] = {
 	"fence-peer",
 };
 
-/* Hooks in flight, so shutdown can wait for them. */
+/* Hooks run one at a time, in the order of their events, on one worker
+ * thread: a script that reacts to "disconnect" must not run after the
+ * one for the "resync-end" that followed it (a cluster hook would leave a
+ * ban in place).  hook_running counts the queued and running ones, so
+ * that shutdown can wait for them. */
 static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hook_cond = PTHREAD_COND_INITIALIZER;
 static unsigned hook_running;
+static struct hook_job *hook_head, **hook_tail = &hook_head;
+static int hook_worker_up;
 
 struct hook_job {
+	struct hook_job *next;
 	struct res *res;
 	enum hook_event ev;
 	struct rsm_state state;
@@ -119,16 +126,26 @@ hook_exec(struct res *r, const char *path, enum hook_event ev, const struct rsm_
 }
 
 static void *
-hook_thread(void *arg)
+hook_worker(void *arg)
 {
-	struct hook_job *j = arg;
+	struct hook_job *j;
 
-	hook_exec(j->res, j->path, j->ev, &j->state, HOOK_TIMEOUT_S);
-	free(j);
+	(void)arg;
 	pthread_mutex_lock(&hook_lock);
-	hook_running--;
-	pthread_cond_broadcast(&hook_cond);
-	pthread_mutex_unlock(&hook_lock);
+	for (;;) {
+		while (!hook_head)
+			pthread_cond_wait(&hook_cond, &hook_lock);
+		j = hook_head;
+		hook_head = j->next;
+		if (!hook_head)
+			hook_tail = &hook_head;
+		pthread_mutex_unlock(&hook_lock);
+		hook_exec(j->res, j->path, j->ev, &j->state, HOOK_TIMEOUT_S);
+		free(j);
+		pthread_mutex_lock(&hook_lock);
+		hook_running--;
+		pthread_cond_broadcast(&hook_cond);
+	}
 	return NULL;
 }
 
@@ -139,28 +156,38 @@ hook_fire(struct res *r, enum hook_event ev, const struct rsm_state *s)
 	struct hook_job *j;
 	pthread_attr_t attr;
 	pthread_t t;
+	int rc = 0;
 
 	if (!path[0])
 		return;
 	j = calloc(1, sizeof(*j));
-	if (!j)
+	if (!j) {
+		LOG_ERROR("hook %s: out of memory: not run", hook_names[ev]);
 		return;
+	}
 	j->res = r;
 	j->ev = ev;
 	j->state = *s;
 	snprintf(j->path, sizeof(j->path), "%s", path);
 	pthread_mutex_lock(&hook_lock);
-	hook_running++;
-	pthread_mutex_unlock(&hook_lock);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, hook_thread, j)) {
-		free(j);
-		pthread_mutex_lock(&hook_lock);
-		hook_running--;
-		pthread_mutex_unlock(&hook_lock);
+	if (!hook_worker_up) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		rc = pthread_create(&t, &attr, hook_worker, NULL);
+		pthread_attr_destroy(&attr);
+		hook_worker_up = rc == 0;
 	}
-	pthread_attr_destroy(&attr);
+	if (rc) {
+		pthread_mutex_unlock(&hook_lock);
+		LOG_ERROR("hook %s: no thread to run it: %s", hook_names[ev], strerror(rc));
+		free(j);
+		return;
+	}
+	*hook_tail = j;
+	hook_tail = &j->next;
+	hook_running++;
+	pthread_cond_broadcast(&hook_cond);
+	pthread_mutex_unlock(&hook_lock);
 }
 
 static int

@@ -1,7 +1,7 @@
 /* hook: the operator's scripts (handler-* keys) run on events, with the
  * resource, node and event in the environment (blkmirror.conf(5) HOOKS).
- * hook_fire() never blocks its caller: each run gets a short-lived thread
- * that waits for the script with a time limit. */
+ * Events never block their caller: their scripts run one at a time, in
+ * event order, on a worker thread that waits for each with a time limit. */
 #ifndef BLKMIRROR_HOOKS_H
 #define BLKMIRROR_HOOKS_H
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # handler-* scripts run on role change, connect, disconnect, resync start
 # and end, and split brain, with the resource, node and event in their
-# environment.
+# environment, one at a time in the order of the events (a hook that takes
+# its time, here the first connect's, delays the later ones).
 # timeout: 120
 source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
@@ -9,6 +10,9 @@ bm_setup
 
 cat >"$T/hook" <<HOOK
 #!/bin/sh
+if [ "\$1" = connect ] && [ ! -e "$T/slow.\$BLKMIRROR_NODE" ]; then
+    touch "$T/slow.\$BLKMIRROR_NODE"; sleep 1
+fi
 echo "\$1 \$BLKMIRROR_EVENT \$BLKMIRROR_RESOURCE \$BLKMIRROR_NODE \$BLKMIRROR_PEER \$BLKMIRROR_ROLE \$BLKMIRROR_CONNECTION \$BLKMIRROR_REPLICATION" >>"$T/events.\$BLKMIRROR_NODE"
 HOOK
 chmod +x "$T/hook"
@@ -42,3 +46,7 @@ assert_contains "$(cat "$a")" '^resync-end resync-end r0 alpha beta primary conn
 assert_contains "$(cat "$a")" '^disconnect disconnect r0 alpha beta primary ' "disconnect"
 assert_contains "$(cat "$a")" '^split-brain split-brain r0 alpha beta secondary splitbrain' "split brain"
 assert_contains "$(cat "$T/events.beta")" '^resync-start resync-start r0 beta alpha secondary connected synctarget' "resync start on the target"
+# In event order: connect (1 s late), then the promotion and the
+# reconnect it makes (a new generation).
+assert_eq "$(cut -d' ' -f1 "$a" | head -n 3 | tr '\n' ' ')" "connect role-change disconnect " \
+    "the first hooks on alpha, in event order"

@@ -7,16 +7,19 @@
 #     first promote --force, the initial sync, mkfs; the daemons stopped.
 #  2. The configuration loaded with crmsh: Pacemaker starts mirrord on both
 #     nodes, promotes one and mounts the file system there (only there).
-#  3. Power failure of the primary's node (its link cut, every process
+#  3. A planned switchover (crm resource move fs-r0, as blkmirror-ha(7)
+#     says): the file system, and with it the Promoted role, moves to the
+#     other node with its files; no ban is left.
+#  4. Power failure of the primary's node (its link cut, every process
 #     SIGKILLed) while a writer fsyncs files and logs each acknowledged
 #     one: Pacemaker promotes the survivor and mounts the file system
 #     there; every acknowledged file reads back with its checksum, and the
 #     survivor takes new writes.  Prints the failover time, from the kill
 #     to the file system mounted on the survivor.  The hook
 #     (tools/ocf/blkmirror-cluster-hook) bans the lost node from promotion.
-#  4. The lost node comes back: resync, the ban lifted, an online verify
+#  5. The lost node comes back: resync, the ban lifted, an online verify
 #     finds no difference.
-#  5. A node that missed writes is never promoted: the secondary goes to
+#  6. A node that missed writes is never promoted: the secondary goes to
 #     standby, the primary writes alone and loses power, the stale node
 #     comes back online alone and stays secondary (banned).
 #  At the end the stale node stops its resources cleanly (stop-all-resources).
@@ -133,8 +136,21 @@ assert_eq "$(crm_where "$P" fs-r0)" "Started@$P" "fs-r0 in crm_mon"
 ctl "$P" wait-sync --timeout 60 || fail "not in sync under Pacemaker"
 files_write "$P" 20 a
 
-# ---- 3. The primary's node loses power ----
-assert_eq "$(cluster_bans "$P")" "" "ban constraints before the power failure"
+# ---- 3. Planned switchover ----
+start=$EPOCHREALTIME
+nodex "$P" crm resource move fs-r0 "$S" || fail "crm resource move"
+wait_for 240 is_mounted_on "$S"
+echo "switchover: $P -> $S in $(elapsed "$start") s"
+nodex "$P" crm resource clear fs-r0 || fail "crm resource clear"
+assert_eq "$(cluster_field "$S" role)" primary "role of $S after the switchover"
+wait_for 60 role_is "$P" secondary
+files_check "$S" a
+P=$S
+[[ $P == alpha ]] && S=beta || S=alpha
+ctl "$P" wait-sync --timeout 60 || fail "not in sync after the switchover"
+assert_eq "$(cluster_bans "$P")" "" "ban constraints after the switchover"
+
+# ---- 4. The primary's node loses power ----
 files_write "$P" 10 b
 : >"$T/acked"
 nodex "$P" bash -c 'cd "$1" && i=0 && while :; do
@@ -165,7 +181,7 @@ echo "FAILOVER-TIME: $failover s (power off of $P to ext4 mounted on $S; promote
 # The survivor went on alone: the hook banned the lost node from promotion.
 wait_for 60 bans_are "$S" "cli-ban-c-r0-on-$P"
 
-# ---- 4. The lost node comes back: resync, then the ban is lifted ----
+# ---- 5. The lost node comes back: resync, then the ban is lifted ----
 cluster_boot "$P"
 wait_for 240 cluster_online "$S"
 wait_for 240 role_is "$P" secondary
@@ -179,7 +195,7 @@ grep -q "verify finished: 0 bytes differ" "$T/node-$S/var/log/blkmirror/r0.log" 
     fail "the online verify found differences after the resync"
 files_check "$S" c
 
-# ---- 5. A node that misses writes is never promoted ----
+# ---- 6. A node that misses writes is never promoted ----
 # The secondary leaves (standby: the cluster stops its mirrord); the
 # primary writes alone, then loses power; the stale node comes back alone
 # and must not be promoted: its data lacks files d*.
