@@ -2,8 +2,8 @@
 # PostgreSQL on the mirror, and what a hard failover costs it (the RPO).
 # Two nodes of r0 with frontend = ublk: alpha in the VM's network
 # namespace, beta in another one (bmpg) behind a veth pair with netem delay
-# on alpha's side.  For each protocol (PG_RUNS="sync async" on the host by
-# default; PG_RUNS=async tests/run ... runs one):
+# on alpha's side.  For each protocol (PG_RUNS="sync semi-sync async" on
+# the host by default; PG_RUNS=async tests/run ... runs one):
 #  - initdb on ext4 on alpha's /dev/ublkbN, PostgreSQL 15 started on it
 #    (fsync, synchronous_commit and full_page_writes on); two clients
 #    (tests/vm/pg_client.py) commit one transaction at a time, ids 1, 2,
@@ -19,14 +19,16 @@
 #    recovery from the WAL and accepts connections.  The ids in each table
 #    must be exactly 1..M (commit order survived), pg_amcheck finds the
 #    tables and indexes sound, a clean stop and e2fsck -fn are clean.
-#  - sync: every acknowledged commit is there.
+#  - sync, and semi-sync (only the primary fails; the peer writes what it
+#    had received): every acknowledged commit is there.
 #    async (max-async-lag = max-io-size = 64K, 200 ms to the peer: without
 #    the limit the clients would keep some 200 KiB in flight, so it is
 #    reached; a mirrord that ignores it fails here): the acknowledged
 #    commits missing are counted (the RPO in practice) and must fit in
 #    max-async-lag (the bound is explained at pg_async_bound).
-# The lines "RPO sync: ..." and "RPO async: ..." report the numbers; the
-# time from the kill to ext4 mounted on beta is printed as "failover".
+# The lines "RPO sync: ...", "RPO semi-sync: ..." and "RPO async: ..."
+# report the numbers; the time from the kill to ext4 mounted on beta is
+# printed as "failover".
 # Between the kill and PostgreSQL's start on beta, alpha's mirrord is
 # started again, alone (its link stays down), so that the processes killed
 # while waiting for its device end and the device goes away: the lock file
@@ -56,7 +58,7 @@ pg_requires
 ublk_check_kernel
 ublk_keep_logs
 
-PG_RUNS=${*:-sync async}         # (to try one: PG_RUNS=async tests/run ...)
+PG_RUNS=${*:-sync semi-sync async}         # (to try one: PG_RUNS=async tests/run ...)
 PG_RUN_SECS=${PG_RUN_SECS:-16}   # how long the clients commit before the kill
 PG_PAYLOAD=32768                 # bytes of WAL data per commit of the load client
 ASYNC_LAG=$((64 << 10))          # max-async-lag and max-io-size of the async run
@@ -221,6 +223,14 @@ for run in $PG_RUNS; do
         assert_eq "$LOST_N" 0 "sync: acknowledged commits of the numbered client lost"
         assert_eq "$LOST_L" 0 "sync: acknowledged commits of the load client lost"
         RESULTS+=("RPO sync: 0 of $ACKED_N acknowledged commits lost (and 0 of $ACKED_L of the load client); failover $FAILOVER_S s")
+        ;;
+    semi-sync)
+        # Acknowledged once the peer has received the write: only the
+        # primary failed, so the peer still writes all it received.
+        pg_run semi-sync 3 2ms
+        assert_eq "$LOST_N" 0 "semi-sync: acknowledged commits of the numbered client lost"
+        assert_eq "$LOST_L" 0 "semi-sync: acknowledged commits of the load client lost"
+        RESULTS+=("RPO semi-sync: 0 of $ACKED_N acknowledged commits lost (and 0 of $ACKED_L of the load client); failover $FAILOVER_S s")
         ;;
     async)
         pg_run async 2 "$ASYNC_DELAY" max-async-lag=$ASYNC_LAG max-io-size=$ASYNC_LAG
