@@ -1,5 +1,6 @@
 #include "daemon/hooks.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +35,7 @@ static pthread_cond_t hook_cond = PTHREAD_COND_INITIALIZER;
 static unsigned hook_running;
 static struct hook_job *hook_head, **hook_tail = &hook_head;
 static int hook_worker_up;
+static unsigned hook_held;      /* hook_hold() calls not yet released */
 
 struct hook_job {
 	struct hook_job *next;
@@ -133,7 +135,7 @@ hook_worker(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&hook_lock);
 	for (;;) {
-		while (!hook_head)
+		while (!hook_head || hook_held)
 			pthread_cond_wait(&hook_cond, &hook_lock);
 		j = hook_head;
 		hook_head = j->next;
@@ -186,6 +188,24 @@ hook_fire(struct res *r, enum hook_event ev, const struct rsm_state *s)
 	*hook_tail = j;
 	hook_tail = &j->next;
 	hook_running++;
+	pthread_cond_broadcast(&hook_cond);
+	pthread_mutex_unlock(&hook_lock);
+}
+
+void
+hook_hold(void)
+{
+	pthread_mutex_lock(&hook_lock);
+	hook_held++;
+	pthread_mutex_unlock(&hook_lock);
+}
+
+void
+hook_release(void)
+{
+	pthread_mutex_lock(&hook_lock);
+	assert(hook_held > 0);
+	hook_held--;
 	pthread_cond_broadcast(&hook_cond);
 	pthread_mutex_unlock(&hook_lock);
 }

@@ -26,6 +26,11 @@ void hook_transition(struct res *r, const struct rsm_state *prev, const struct r
  * then it is killed).  Returns its exit status, -ENOENT when no hook is
  * configured, or -errno. */
 int hook_run_sync(struct res *r, enum hook_event ev, int timeout_s);
+/* Queued hooks wait until the matching hook_release(): promote holds
+ * them until its device exists, so that role-change sees
+ * BLKMIRROR_DEVICE. */
+void hook_hold(void);
+void hook_release(void);
 /* Waits (bounded) for hooks still running; at shutdown. */
 void hook_drain(struct res *r);
 const char *hook_event_name(enum hook_event ev);

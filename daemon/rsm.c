@@ -183,17 +183,20 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	/* The device appears once the data may be written. */
 	s.role = RSM_PRIMARY;
 	s.disk = RSM_D_UPTODATE;
+	hook_hold();
 	rsm_set(r, &s, force ? "promote --force" : "promote");
 	rc = fe_for(r)->activate(r, why, len);
 	if (rc) {
 		LOG_ERROR("promote: the device could not be created: %s", why);
 		s.role = RSM_SECONDARY;
 		rsm_set(r, &s, "device failed");
+		hook_release();
 		sb.flags &= ~META_F_PRIMARY;
 		dm_sb_write(r->dm, &sb);
 		return rc;
 	}
 	fe_link_add(r);
+	hook_release();
 	if (!in_sync && s.conn == RSM_C_CONNECTED)
 		peer_reconnect(r);
 	else

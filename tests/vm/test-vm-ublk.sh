@@ -5,7 +5,9 @@
 #    discards, the size); mkfs.ext4, mount, files written and synced; demote
 #    is refused while mounted and removes the device once unmounted;
 #    promoted again, the files read back and e2fsck -n is clean; a clean
-#    stop removes the device and its state file.
+#    stop removes the device and its state file.  /dev/blkmirror/r0 links
+#    to the device while it exists; the role-change hook sees it in
+#    BLKMIRROR_DEVICE.
 #  - A disk with 4 KiB sectors: the device gets 4 KiB logical blocks.
 #  - The peer in its own network namespace behind veth with 1 ms of netem
 #    delay: mkfs, files, sync, unmount, then both disks are equal.
@@ -30,7 +32,9 @@ ublk_check_kernel
 ublk_keep_logs
 
 # ---- One node ----
-C=$(bm_conf r0 frontend=ublk export-listen=)
+printf '#!/bin/sh\necho "$1 $BLKMIRROR_ROLE $BLKMIRROR_DEVICE" >>%q\n' "$T/hooks" >"$T/hook"
+chmod +x "$T/hook"
+C=$(bm_conf r0 frontend=ublk export-listen= handler-role-change="$T/hook")
 bm_disk r0 96M
 "$MIRRORCTL" -c "$C" create-md >/dev/null
 bm_start "$C" alpha
@@ -50,6 +54,9 @@ assert_eq "$(cat "/sys/block/${dev#/dev/}/queue/max_hw_sectors_kb")" 1024 "max-i
 assert_eq "$(cat "/sys/block/${dev#/dev/}/queue/discard_granularity")" 4096 "discard granularity"
 size=$(bm_status_field "$C" size_bytes)
 assert_eq "$(blockdev --getsize64 "$dev")" "$size" "device size"
+assert_eq "$(readlink /dev/blkmirror/r0)" "$dev" "/dev/blkmirror/r0 while primary"
+wait_for 10 grep -q "^role-change primary" "$T/hooks"
+assert_eq "$(cat "$T/hooks")" "role-change primary $dev" "the role-change hook's BLKMIRROR_DEVICE"
 
 mkfs.ext4 -q -F "$dev"
 mkdir -p "$T/mnt"
@@ -71,6 +78,7 @@ umount "$T/mnt"
 "$MIRRORCTL" -c "$C" demote
 ublk_assert_no_device "after demote"
 assert_eq "$(bm_status_field "$C" device)" null "status device after demote"
+[[ ! -e /dev/blkmirror/r0 && ! -L /dev/blkmirror/r0 ]] || fail "/dev/blkmirror/r0 left after demote"
 assert_eq "$(bm_status_field "$C" role)" secondary "role after demote"
 
 "$MIRRORCTL" -c "$C" promote
