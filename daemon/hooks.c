@@ -97,7 +97,21 @@ hook_exec(struct res *r, const char *path, enum hook_event ev, const struct rsm_
 		if (strncmp(*e, "BLKMIRROR_", 10) != 0)
 			envp[n++] = *e;
 	envp[n] = NULL;
-	rc = posix_spawn(&pid, path, NULL, NULL, argv, envp);
+	{
+		/* mirrord blocks the signals it reads with signalfd: the hook
+		 * gets a clean mask and default dispositions. */
+		posix_spawnattr_t attr;
+		sigset_t none, all;
+
+		sigemptyset(&none);
+		sigfillset(&all);
+		posix_spawnattr_init(&attr);
+		posix_spawnattr_setsigmask(&attr, &none);
+		posix_spawnattr_setsigdefault(&attr, &all);
+		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+		rc = posix_spawn(&pid, path, NULL, &attr, argv, envp);
+		posix_spawnattr_destroy(&attr);
+	}
 	if (rc) {
 		LOG_ERROR("hook %s: cannot run %s: %s", hook_names[ev], path, strerror(rc));
 		return -rc;

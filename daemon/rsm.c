@@ -85,15 +85,27 @@ rsm_broadcast_run(struct ev_msg *m)
 	free(e);
 }
 
-void
-rsm_set(struct res *r, const struct rsm_state *next, const char *why)
+/* next_in: the new state; NULL: the current one with role (and disk,
+ * unless < 0) changed. */
+static void
+rsm_change(struct res *r, const struct rsm_state *next_in, enum rsm_role role, int disk,
+	   const char *why)
 {
-	struct rsm_state prev;
+	struct rsm_state prev, nx;
+	const struct rsm_state *next = &nx;
 	json_object *ev;
 
 	pthread_mutex_lock(&r->lock);
 	prev = r->state;
-	r->state = *next;
+	if (next_in) {
+		nx = *next_in;
+	} else {
+		nx = prev;
+		nx.role = role;
+		if (disk >= 0)
+			nx.disk = (enum rsm_disk)disk;
+	}
+	r->state = nx;
 	/* Writes are allowed exactly when primary with a usable disk. */
 	atomic_store(&r->writable, next->role == RSM_PRIMARY && next->disk == RSM_D_UPTODATE);
 	pthread_cond_broadcast(&r->cond);
@@ -122,6 +134,18 @@ rsm_set(struct res *r, const struct rsm_state *next, const char *why)
 		e->ev = ev;
 		ev_post(r->ctl_loop, &e->msg);
 	}
+}
+
+void
+rsm_set(struct res *r, const struct rsm_state *next, const char *why)
+{
+	rsm_change(r, next, RSM_SECONDARY, -1, why);
+}
+
+void
+rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
+{
+	rsm_change(r, NULL, role, disk, why);
 }
 
 /* Promotion table.  Refused when:
@@ -181,15 +205,12 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 		return rc;
 	}
 	/* The device appears once the data may be written. */
-	s.role = RSM_PRIMARY;
-	s.disk = RSM_D_UPTODATE;
 	hook_hold();
-	rsm_set(r, &s, force ? "promote --force" : "promote");
+	rsm_set_role(r, RSM_PRIMARY, RSM_D_UPTODATE, force ? "promote --force" : "promote");
 	rc = fe_for(r)->activate(r, why, len);
 	if (rc) {
 		LOG_ERROR("promote: the device could not be created: %s", why);
-		s.role = RSM_SECONDARY;
-		rsm_set(r, &s, "device failed");
+		rsm_set_role(r, RSM_SECONDARY, -1, "device failed");
 		hook_release();
 		sb.flags &= ~META_F_PRIMARY;
 		dm_sb_write(r->dm, &sb);
@@ -197,6 +218,7 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	}
 	fe_link_add(r);
 	hook_release();
+	rsm_get(r, &s);
 	if (!in_sync && s.conn == RSM_C_CONNECTED)
 		peer_reconnect(r);
 	else
@@ -255,8 +277,7 @@ rsm_demote(struct res *r, char *why, size_t len)
 		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
 		return rc;
 	}
-	s.role = RSM_SECONDARY;
-	rsm_set(r, &s, "demote");
+	rsm_set_role(r, RSM_SECONDARY, -1, "demote");
 	peer_state_changed(r);
 	return 0;
 }

@@ -32,6 +32,11 @@ struct res;
 /* Control thread.  Assigns the new state, logs "role secondary -> primary
  * (promote)" for each field that changed and broadcasts one event. */
 void rsm_set(struct res *r, const struct rsm_state *next, const char *why);
+/* Sets only the role, and the disk state unless disk < 0, on the current
+ * state (read and written under r->lock): for promote and demote, whose
+ * slow work must not write back a connection state the peer thread
+ * changed meanwhile. */
+void rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why);
 /* Current state (any thread). */
 void rsm_get(struct res *r, struct rsm_state *out);
 

@@ -9,10 +9,11 @@ source "$(dirname "$0")/repl.sh"
 bm_setup
 
 cat >"$T/hook" <<HOOK
-#!/bin/sh
+#!/bin/bash
 if [ "\$1" = connect ] && [ ! -e "$T/slow.\$BLKMIRROR_NODE" ]; then
     touch "$T/slow.\$BLKMIRROR_NODE"; sleep 1
 fi
+while read -r k v; do [ "\$k" = SigBlk: ] && echo "\$k \$v" >>"$T/sigblk"; done </proc/\$\$/status
 echo "\$1 \$BLKMIRROR_EVENT \$BLKMIRROR_RESOURCE \$BLKMIRROR_NODE \$BLKMIRROR_PEER \$BLKMIRROR_ROLE \$BLKMIRROR_CONNECTION \$BLKMIRROR_REPLICATION" >>"$T/events.\$BLKMIRROR_NODE"
 HOOK
 chmod +x "$T/hook"
@@ -46,6 +47,9 @@ assert_contains "$(cat "$a")" '^resync-end resync-end r0 alpha beta primary conn
 assert_contains "$(cat "$a")" '^disconnect disconnect r0 alpha beta primary ' "disconnect"
 assert_contains "$(cat "$a")" '^split-brain split-brain r0 alpha beta secondary splitbrain' "split brain"
 assert_contains "$(cat "$T/events.beta")" '^resync-start resync-start r0 beta alpha secondary connected synctarget' "resync start on the target"
+# mirrord's blocked signals are not the hooks' (bash keeps the mask it
+# inherits; dash would clear it).
+assert_eq "$(sort -u "$T/sigblk" | tr -s '\t ' ' ')" "SigBlk: 0000000000000000" "the hooks' blocked signals"
 # In event order: connect (1 s late), then the promotion and the
 # reconnect it makes (a new generation).
 assert_eq "$(cut -d' ' -f1 "$a" | head -n 3 | tr '\n' ' ')" "connect role-change disconnect " \

@@ -191,8 +191,9 @@ cluster_mounted() {
 
 # cluster_bans NAME: the ids of the node's view of cli-ban constraints.
 cluster_bans() {
-    nodex "$1" cibadmin --query --scope constraints 2>/dev/null |
-        grep -o 'id="cli-ban-[^"]*"' | sed 's/^id="//; s/"$//' | sort | tr '\n' ' ' | sed 's/ $//'
+    local x
+    x=$(nodex "$1" cibadmin --query --scope constraints) || fail "cibadmin --query on $1"
+    grep -o 'id="cli-ban-[^"]*"' <<<"$x" | sed 's/^id="//; s/"$//' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
 # cluster_power_off NAME: see the top of this file.

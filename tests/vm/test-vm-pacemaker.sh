@@ -212,6 +212,10 @@ for _ in $(seq 30); do
     sleep 1
 done
 assert_eq "$(crm_where "$P" p-r0)" "Unpromoted@$P" "clone roles with only the stale node"
+# Kept from promotion by the ban alone: the agent did give it a score.
+score=$(nodex "$P" crm_attribute -N "$P" -n master-p-r0 -l reboot -G -q 2>/dev/null) || score=
+assert_eq "$score" 1000 "the stale node's promotion score"
+assert_eq "$(cluster_bans "$P")" "cli-ban-c-r0-on-$P" "the ban on the stale node"
 echo "stale node: $P stayed secondary for 30 s after the primary's loss (banned)"
 
 nodex "$P" crm configure property stop-all-resources=true || fail "stop-all-resources"
