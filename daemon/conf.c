@@ -151,7 +151,8 @@ conf_word(const char *v, const char *const *words, size_t n)
 static bool
 conf_name_ok(const char *s)
 {
-	if (!*s || strlen(s) >= CONF_NAME_MAX)
+	/* Names become file names (/dev/blkmirror/NAME, the control socket). */
+	if (!*s || strlen(s) >= CONF_NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
 		return false;
 	for (; *s; s++) {
 		char ch = *s;
@@ -279,7 +280,7 @@ set_name(struct conf_ctx *x, const struct conf_key *k, const char *v)
 {
 	if (!conf_name_ok(v))
 		return conf_fail_key(x, "bad value '%s': expected up to %d letters, "
-				     "digits, '.', '-' or '_'", v, CONF_NAME_MAX - 1);
+				     "digits, '.', '-' or '_', not '.' or '..'", v, CONF_NAME_MAX - 1);
 	return conf_copy(x, v, x->c->name, sizeof(x->c->name));
 }
 
@@ -522,8 +523,8 @@ conf_begin_node(struct conf_ctx *x, const char *name)
 				      "expected [node NAME]");
 	if (!conf_name_ok(name))
 		return conf_fail_line(x, x->line, "section [node %s]: bad node name: expected "
-				      "up to %d letters, digits, '.', '-' or '_'", name,
-				      CONF_NAME_MAX - 1);
+				      "up to %d letters, digits, '.', '-' or '_', not '.' or '..'",
+				      name, CONF_NAME_MAX - 1);
 	for (int i = 0; i < c->node_count; i++)
 		if (strcmp(c->nodes[i].name, name) == 0)
 			return conf_fail_line(x, x->line, "duplicate section [node %s] "

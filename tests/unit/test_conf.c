@@ -384,6 +384,8 @@ test_conf_bad_value(void)
 		{ "ping-timeout = -1", "ping-timeout", "expected seconds" },
 		{ "name = r 0", "name", "letters, digits" },
 		{ "name = r/0", "name", "letters, digits" },
+		{ "name = ..", "name", "not '.' or '..'" },
+		{ "name = .", "name", "not '.' or '..'" },
 		{ "control = /run/blkmirror/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock", "control",
 		  "socket path too long" },
