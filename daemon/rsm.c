@@ -85,42 +85,35 @@ rsm_broadcast_run(struct ev_msg *m)
 	free(e);
 }
 
-/* next_in: the new state; NULL: the current one with role (and disk,
- * unless < 0) changed. */
+/* Under r->lock: stores next and the write permission that goes with it. */
 static void
-rsm_change(struct res *r, const struct rsm_state *next_in, enum rsm_role role, int disk,
-	   const char *why)
+rsm_store_locked(struct res *r, const struct rsm_state *next)
 {
-	struct rsm_state prev, nx;
-	const struct rsm_state *next = &nx;
-	json_object *ev;
-
-	pthread_mutex_lock(&r->lock);
-	prev = r->state;
-	if (next_in) {
-		nx = *next_in;
-	} else {
-		nx = prev;
-		nx.role = role;
-		if (disk >= 0)
-			nx.disk = (enum rsm_disk)disk;
-	}
-	r->state = nx;
+	r->state = *next;
 	/* Writes are allowed exactly when primary with a usable disk. */
 	atomic_store(&r->writable, next->role == RSM_PRIMARY && next->disk == RSM_D_UPTODATE);
 	pthread_cond_broadcast(&r->cond);
-	pthread_mutex_unlock(&r->lock);
-	if (prev.role != next->role)
-		LOG_INFO("role %s -> %s (%s)", role_names[prev.role], role_names[next->role], why);
-	if (prev.disk != next->disk)
-		LOG_INFO("disk %s -> %s (%s)", disk_names[prev.disk], disk_names[next->disk], why);
-	if (prev.conn != next->conn)
-		LOG_INFO("connection %s -> %s (%s)", conn_names[prev.conn], conn_names[next->conn], why);
-	if (prev.repl != next->repl)
-		LOG_INFO("replication %s -> %s (%s)", repl_names[prev.repl], repl_names[next->repl], why);
-	if (!memcmp(&prev, next, sizeof(prev)))
+}
+
+/* After a store: logs each field that changed, fires the hooks, posts the
+ * event. */
+static void
+rsm_announce(struct res *r, const struct rsm_state *prev, const struct rsm_state *next,
+	     const char *why)
+{
+	json_object *ev;
+
+	if (prev->role != next->role)
+		LOG_INFO("role %s -> %s (%s)", role_names[prev->role], role_names[next->role], why);
+	if (prev->disk != next->disk)
+		LOG_INFO("disk %s -> %s (%s)", disk_names[prev->disk], disk_names[next->disk], why);
+	if (prev->conn != next->conn)
+		LOG_INFO("connection %s -> %s (%s)", conn_names[prev->conn], conn_names[next->conn], why);
+	if (prev->repl != next->repl)
+		LOG_INFO("replication %s -> %s (%s)", repl_names[prev->repl], repl_names[next->repl], why);
+	if (!memcmp(prev, next, sizeof(*prev)))
 		return;
-	hook_transition(r, &prev, next);
+	hook_transition(r, prev, next);
 	ev = rsm_event(r, next, why);
 	{
 		struct rsm_evmsg *e = calloc(1, sizeof(*e));
@@ -139,13 +132,28 @@ rsm_change(struct res *r, const struct rsm_state *next_in, enum rsm_role role, i
 void
 rsm_set(struct res *r, const struct rsm_state *next, const char *why)
 {
-	rsm_change(r, next, RSM_SECONDARY, -1, why);
+	struct rsm_state prev;
+
+	pthread_mutex_lock(&r->lock);
+	prev = r->state;
+	rsm_store_locked(r, next);
+	pthread_mutex_unlock(&r->lock);
+	rsm_announce(r, &prev, next, why);
 }
 
 void
 rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
 {
-	rsm_change(r, NULL, role, disk, why);
+	struct rsm_state prev, next;
+
+	pthread_mutex_lock(&r->lock);
+	prev = next = r->state;
+	next.role = role;
+	if (disk >= 0)
+		next.disk = (enum rsm_disk)disk;
+	rsm_store_locked(r, &next);
+	pthread_mutex_unlock(&r->lock);
+	rsm_announce(r, &prev, &next, why);
 }
 
 /* Promotion table.  Refused when:

@@ -62,6 +62,12 @@ expect_fail() {
     ((rc < 126)) || fail "expected failure, got rc=$rc (crash?): $*"
 }
 
+# bm_elapsed T0: seconds since T0 (a value of $EPOCHREALTIME), 1 decimal.
+bm_elapsed() {
+    local us=$(( ${EPOCHREALTIME/./} - ${1/./} ))
+    printf '%d.%d' $((us / 1000000)) $(( (us % 1000000) / 100000 ))
+}
+
 # wait_for SECS CMD...: poll CMD every 0.1 s until it succeeds (SECS may be
 # fractional).
 wait_for() {
@@ -295,14 +301,19 @@ bm_nbd_uri() {
 # jq-like path (.role, .peer.disk, .resync.done_percent).  Strings print raw,
 # null as "null", objects as JSON.
 bm_status_field() {
-    "$MIRRORCTL" -c "$1" status --json | "$PYTHON" -c '
+    "$MIRRORCTL" -c "$1" status --json | bm_json_field "$2"
+}
+
+# bm_json_field FIELD: FIELD (dotted: peer.role) of the JSON object on stdin.
+bm_json_field() {
+    "$PYTHON" -c '
 import json, sys
 v = json.load(sys.stdin)
 for k in filter(None, sys.argv[1].split(".")):
     if not isinstance(v, dict) or k not in v:
-        sys.exit("bm_status_field: no field %s in status" % sys.argv[1])
+        sys.exit("no field %s in the JSON object" % sys.argv[1])
     v = v[k]
-print(v if isinstance(v, str) else json.dumps(v))' "$2"
+print(v if isinstance(v, str) else json.dumps(v))' "$1"
 }
 
 # ---- Helpers for the NBD export tests (tests/integration/test-export-*.sh) ----

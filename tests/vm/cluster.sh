@@ -172,8 +172,7 @@ ctl() {
 
 # cluster_field NAME FIELD: a field of the node's status --json.
 cluster_field() {
-    ctl "$1" status --json | /usr/bin/python3 -c \
-        'import json,sys; v=json.load(sys.stdin).get(sys.argv[1]); print("" if v is None else v)' "$2"
+    ctl "$1" status --json | bm_json_field "$2"
 }
 
 # Both nodes online in Pacemaker's view, with a DC.

@@ -46,12 +46,6 @@ cluster_files 96M ping-timeout=3 fencing=resource-and-stonith handler-fence-peer
     handler-resync-end=$hook
 MNT=/srv/r0
 
-# elapsed T0: seconds since T0 (an EPOCHREALTIME), with 1 decimal.
-elapsed() {
-    local us=$(( ${EPOCHREALTIME/./} - ${1/./} ))
-    printf '%d.%d' $((us / 1000000)) $(( (us % 1000000) / 100000 ))
-}
-
 # The node whose file system is mounted (exactly one), or "".
 mounted_on() {
     local n on=()
@@ -120,7 +114,7 @@ done
 # ---- 2. Under Pacemaker ----
 start=$EPOCHREALTIME
 wait_for 240 cluster_online alpha
-echo "cluster: both nodes online after $(elapsed "$start") s"
+echo "cluster: both nodes online after $(bm_elapsed "$start") s"
 grep -v '^#' "$BM_SRC/tests/vm/cluster.crm" >"$T/cluster.crm"
 nodex alpha crm configure load update "$T/cluster.crm" || fail "crm configure load update"
 nodex alpha crm_verify -L -V || fail "crm_verify -L: the live configuration is not valid"
@@ -128,7 +122,7 @@ start=$EPOCHREALTIME
 wait_for 240 mounted_somewhere
 P=$(mounted_on)
 [[ $P == alpha ]] && S=beta || S=alpha
-echo "cluster: primary $P, file system mounted after $(elapsed "$start") s"
+echo "cluster: primary $P, file system mounted after $(bm_elapsed "$start") s"
 assert_eq "$(cluster_field "$P" role)" primary "role of $P"
 assert_eq "$(cluster_field "$S" role)" secondary "role of $S"
 assert_eq "$(crm_where "$P" p-r0)" "Promoted@$P Unpromoted@$S" "clone roles in crm_mon"
@@ -140,7 +134,7 @@ files_write "$P" 20 a
 start=$EPOCHREALTIME
 nodex "$P" crm resource move fs-r0 "$S" || fail "crm resource move"
 wait_for 240 is_mounted_on "$S"
-echo "switchover: $P -> $S in $(elapsed "$start") s"
+echo "switchover: $P -> $S in $(bm_elapsed "$start") s"
 nodex "$P" crm resource clear fs-r0 || fail "crm resource clear"
 assert_eq "$(cluster_field "$S" role)" primary "role of $S after the switchover"
 wait_for 60 role_is "$P" secondary
@@ -166,9 +160,9 @@ cluster_power_off "$P"
 wait "$writer" 2>/dev/null || true
 n_acked=$(wc -l <"$T/acked")
 wait_for 300 role_is "$S" primary
-promoted=$(elapsed "$start")
+promoted=$(bm_elapsed "$start")
 wait_for 300 is_mounted_on "$S"
-failover=$(elapsed "$start")
+failover=$(bm_elapsed "$start")
 echo "failover: $P lost power; $S promoted after $promoted s, file system mounted after $failover s"
 assert_eq "$(crm_where "$S" fs-r0)" "Started@$S" "fs-r0 in crm_mon after the failover"
 files_check "$S" a

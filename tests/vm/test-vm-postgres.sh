@@ -75,7 +75,6 @@ committing() {
         (($(wc -l <"$f") > n[i++])) || return 1
     done
 }
-elapsed() { printf '%.1f' "$(( ${EPOCHREALTIME/./} - $1 ))e-6"; }
 
 # pg_async_bound LAG PER_COMMIT: the most acknowledged commits of one client
 # that async replication may lose with max-async-lag = max-io-size = LAG,
@@ -152,7 +151,7 @@ pg_run() {
 
     # ---- The power cut ----
     echo "$proto: the kill, after $(wc -l <"$T/acked-$proto") + $(wc -l <"$T/load-$proto") commits"
-    t0=${EPOCHREALTIME/./}
+    t0=$EPOCHREALTIME
     ip link set "$VA" down          # first: nothing more reaches beta
     bm_kill9 "$PA"
     old_pg=$(pg_freeze_and_kill "$pma")
@@ -165,7 +164,7 @@ pg_run() {
     devb=$(field "$CB" device)
     [[ -b $devb && $devb != "$dev" ]] || fail "$proto: no new device on the promoted beta: '$devb'"
     ublk_mount "$devb" "$MB"     # replays the ext4 journal
-    FAILOVER_S=$(elapsed "$t0")
+    FAILOVER_S=$(bm_elapsed "$t0")
     echo "$proto: failover: from the kill to ext4 mounted on beta's $devb: $FAILOVER_S s"
 
     # ---- The dead node goes away for good ----
@@ -181,9 +180,9 @@ pg_run() {
     [[ ! -e $dev ]] || fail "$proto: $dev still exists after the dead node's clean stop"
 
     # ---- PostgreSQL on the promoted node: crash recovery ----
-    t0=${EPOCHREALTIME/./}
+    t0=$EPOCHREALTIME
     pg_start "b$n" "$MB/pg/data" $((5450 + n))
-    echo "$proto: PostgreSQL recovered and accepts connections after $(elapsed "$t0") s"
+    echo "$proto: PostgreSQL recovered and accepts connections after $(bm_elapsed "$t0") s"
     assert_contains "$PG_LOG" "database system was not properly shut down; automatic recovery in progress" \
         "$proto: PostgreSQL ran crash recovery"
     assert_contains "$PG_LOG" "redo done at" "$proto: the WAL was replayed"
