@@ -305,9 +305,11 @@ lk_tx_sent(struct lk *l, struct lk_tx *t)
 		struct lk_slot *s = (struct lk_slot *)t;
 
 		s->sent = 1;
-		/* Async: the data is in the socket; the request (and its buffer)
-		 * may go.  The slot still remembers the range until the ack. */
-		if (s->r && s->type != PX_FLUSH && s->type != PX_RS_DATA &&
+		/* Async: a client's write is in the socket; the request (and
+		 * its buffer) may go.  The slot still remembers the range until
+		 * the ack.  Resync data and checksum requests belong to the
+		 * resync, which waits for the peer's answer in every protocol. */
+		if (s->r && (s->type == PX_WRITE || s->type == PX_TRIM) &&
 		    l->res->conf.protocol == CONF_PROTO_ASYNC) {
 			struct req *r = s->r;
 			s->r = NULL;

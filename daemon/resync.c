@@ -16,7 +16,7 @@
 
 #define RS_DEPTH 8
 #define RS_CHUNK (256u * 1024)
-#define RS_VERIFY_CHUNK (64u * 1024)  /* what one hash covers: what a difference marks */
+#define RS_VERIFY_CHUNK (64u * 1024)  /* what one hash covers, at most (rs->vchunk) */
 #define RS_SLICE_NS 100000000ull   /* rate accounting window: 100 ms */
 
 struct rs_tag {
@@ -31,7 +31,8 @@ struct rs {
 	struct res *res;
 	struct rs_tag tags[RS_DEPTH];
 	void *bufs;
-	uint32_t chunk;
+	uint32_t chunk;             /* a tag's buffer: resync data per request */
+	uint32_t vchunk;            /* what one hash covers and a difference marks; <= chunk */
 	uint64_t cursor;
 	int inflight;
 	int active;
@@ -254,9 +255,9 @@ rs_pump(struct rs *rs)
 				return;
 			}
 			off = rs->cursor;
-			len = MIN(RS_VERIFY_CHUNK, r->size - off);
+			len = MIN(rs->vchunk, r->size - off);
 		} else if (dm_next_oos(r->dm, rs->cursor,
-				       rs->mode == RESYNC_CSUM ? RS_VERIFY_CHUNK : rs->chunk,
+				       rs->mode == RESYNC_CSUM ? rs->vchunk : rs->chunk,
 				       &off, &len)) {
 			/* Nothing after the cursor: wrap only once nothing is in
 			 * flight, or in-flight ranges would be found again. */
@@ -345,6 +346,9 @@ resync_init(struct res_queue *q)
 	rs->q = q;
 	rs->res = q->res;
 	rs->chunk = MIN(RS_CHUNK, q->res->conf.max_io_size);
+	/* A checksum request reads into a tag's buffer, and the peer refuses
+	 * one longer than max-io-size. */
+	rs->vchunk = MIN(RS_VERIFY_CHUNK, rs->chunk);
 	rs->bufs = mmap(NULL, (size_t)RS_DEPTH * rs->chunk, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (rs->bufs == MAP_FAILED) {
