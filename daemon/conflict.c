@@ -83,12 +83,12 @@ cf_end(struct cf *c, struct req *r)
 	struct req **pp, *w, *wake = NULL, **wtail = &wake;
 
 	pthread_mutex_lock(&c->lock);
-	for (pp = &c->active; *pp; pp = &(*pp)->cf_next) {
-		if (*pp == r) {
-			*pp = r->cf_next;
-			break;
-		}
-	}
+	for (pp = &c->active; *pp && *pp != r; pp = &(*pp)->cf_next)
+		;
+	/* Not found: the active list lost it, and with it the ordering of
+	 * every write that overlaps it.  Never go on from there. */
+	VERIFY(*pp == r);
+	*pp = r->cf_next;
 	/* Admit, in order, every waiter no longer blocked by an active request
 	 * or by an earlier waiter. */
 	pp = &c->waiting;

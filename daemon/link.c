@@ -185,7 +185,7 @@ lk_fail_outstanding(struct lk *l)
 		s->in_use = 0;
 	}
 	while ((r = l->wait_head)) {
-		l->wait_head = r->cf_next;
+		l->wait_head = r->lk_next;
 		if (r->phase == 0xff || r->phase == 0xfe)
 			resync_acked(r, -ENOTCONN);
 		else
@@ -561,7 +561,7 @@ lk_retry_waiting(struct lk *l)
 
 		if (lk_try_send(l, r, type))
 			return;
-		l->wait_head = r->cf_next;
+		l->wait_head = r->lk_next;
 		if (!l->wait_head)
 			l->wait_tail = NULL;
 	}
@@ -570,9 +570,9 @@ lk_retry_waiting(struct lk *l)
 static void
 lk_queue_wait(struct lk *l, struct req *r)
 {
-	r->cf_next = NULL;
+	r->lk_next = NULL;
 	if (l->wait_tail)
-		l->wait_tail->cf_next = r;
+		l->wait_tail->lk_next = r;
 	else
 		l->wait_head = r;
 	l->wait_tail = r;

@@ -100,9 +100,9 @@ static void
 wp_hold(struct wp_queue *q, struct req *r, uint8_t kind)
 {
 	r->frozen = kind;
-	r->cf_next = NULL;
+	r->held_next = NULL;
 	if (q->held_tail)
-		q->held_tail->cf_next = r;
+		q->held_tail->held_next = r;
 	else
 		q->held_head = r;
 	q->held_tail = r;
@@ -366,7 +366,7 @@ wp_thaw_run(struct ev_msg *m)
 		return;
 	q->held_head = q->held_tail = NULL;
 	while ((r = list)) {
-		list = r->cf_next;
+		list = r->held_next;
 		if (r->frozen == WP_HELD_DONE)
 			wp_finish(q, r);
 		else

@@ -52,7 +52,12 @@ struct req {
 	uint8_t marked_oos;     /* write path: the bitmap was marked for it */
 	uint8_t frozen;         /* write path: held while I/O is frozen (fencing) */
 	int peer_res;           /* write path: the peer's result, or -ENOTCONN */
-	struct req *cf_next;    /* conflict tracker: in flight / waiting lists */
+	/* Each list has its own link: a request is on the conflict tracker's
+	 * list for as long as it is in flight, and meanwhile may wait on the
+	 * data link or be held by fencing. */
+	struct req *cf_next;    /* conflict tracker only (its lock): in flight / waiting */
+	struct req *lk_next;    /* data link only (queue thread): waiting for a slot */
+	struct req *held_next;  /* write path only (queue thread): held by fencing */
 	struct req_wait wait;   /* write path: waiting for metadata */
 	struct req *inf_prev, *inf_next; /* write path: in-flight list, oldest first */
 	/* Set by the front end; called exactly once, on the queue thread, when
