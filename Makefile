@@ -7,7 +7,8 @@ PKGS    := liburing libnl-genl-3.0 openssl cunit inih json-c
 DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
            libcunit1-dev libinih-dev libjson-c-dev libnbd-bin python3-libnbd \
            qemu-utils nbdkit fio mandoc iproute2 procps \
-           qemu-system-x86 qemu-system-common busybox-static kmod cpio xz-utils zstd e2fsprogs
+           qemu-system-x86 qemu-system-common busybox-static kmod cpio xz-utils zstd e2fsprogs \
+           libfiu-dev fiu-utils
 
 # The OCF agent's test: ocf-tester, ocf-shellfuncs, and xmllint for meta-data.
 DEBS    += resource-agents libxml2-utils
@@ -21,6 +22,12 @@ WFLAGS  := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
 LDFLAGS += -fsanitize=address,undefined
+endif
+# Failpoints (lib/fault.h, Debian's libfiu): in the test build only.
+FIU     ?= $(SAN)
+ifeq ($(FIU),1)
+CPPFLAGS += -DFIU_ENABLE
+LDLIBS  += -lfiu
 endif
 CPPFLAGS += -D_GNU_SOURCE -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread

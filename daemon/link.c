@@ -13,6 +13,7 @@
 #include "daemon/resource.h"
 #include "daemon/resync.h"
 #include "daemon/wpath.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "proto/px.h"
@@ -237,6 +238,9 @@ lk_fail(struct lk *l, const char *why)
 	l->dead = 1;
 	l->rx_stopped = 1;
 	shutdown(l->fd, SHUT_RDWR);
+	/* First, before any request learns of the loss: with fencing the
+	 * write path must already hold what completes now. */
+	peer_link_failed(l->q);
 	/* Nothing queued will be sent now. */
 	if (!l->tx_busy)
 		lk_txq_drop(l);
@@ -249,7 +253,6 @@ lk_fail(struct lk *l, const char *why)
 		l->rtags_busy--;
 		l->payload = NULL;
 	}
-	peer_link_failed(l->q);
 	lk_leave(l);
 }
 
@@ -581,6 +584,8 @@ lk_queue_wait(struct lk *l, struct req *r)
 void
 lk_send(struct lk *l, struct req *r)
 {
+	if (!l->dead && FAULT("link/send/fail"))
+		lk_fail(l, "failpoint link/send/fail");
 	if (l->dead) {
 		wp_peer_done(r, -ENOTCONN);
 		return;

@@ -22,6 +22,7 @@
 #include "daemon/hooks.h"
 #include "daemon/queue.h"
 #include "daemon/resource.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -210,6 +211,10 @@ main(int argc, char **argv)
 	snprintf(ident, sizeof(ident), "mirrord[%s]", r->conf.name);
 	log_set_ident(ident);
 	signal(SIGPIPE, SIG_IGN);
+	if (fault_init(err, sizeof(err))) {
+		LOG_ERROR("%s", err);
+		return EXIT_CONFIG;
+	}
 
 	/* Everything about the disk is checked before anything is written. */
 	rc = disk_open(r->conf.disk, r->conf.direct_io, &r->disk, err, sizeof(err));

@@ -94,11 +94,30 @@ peer_set(struct peer *p, int *field, int value)
 
 /* ---- called from other threads ---- */
 
+/* fencing = resource-and-stonith applies now: losing the peer would leave
+ * it without writes this node goes on acknowledging. */
+static int
+peer_fencing_applies(struct res *r)
+{
+	struct rsm_state s;
+
+	rsm_get(r, &s);
+	return r->conf.fencing && r->conf.protocol == CONF_PROTO_SYNC &&
+	       s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED;
+}
+
 void
 peer_link_failed(struct res_queue *q)
 {
-	struct peer *p = q->res->peer;
+	struct res *r = q->res;
+	struct peer *p = r->peer;
+	int no = RES_FROZEN_NO;
 
+	/* The queue thread sees the loss first: hold writes at once, before
+	 * the peer thread learns whether the peer was lost (then it fences)
+	 * or left in order (then it lets them go). */
+	if (peer_fencing_applies(r))
+		atomic_compare_exchange_strong(&r->frozen, &no, RES_FROZEN_LINK);
 	peer_set(p, &p->link_failed, 1);
 }
 
@@ -536,14 +555,12 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	struct rsm_state s;
 	int fence;
 
-	rsm_get(r, &s);
 	/* fencing = resource-and-stonith: a sync primary that loses its peer
 	 * holds writes until the peer is fenced, so the peer can never be
 	 * promoted without a write this node acknowledged. */
-	fence = r->conf.fencing && r->conf.protocol == CONF_PROTO_SYNC &&
-		s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED && lost;
+	fence = lost && peer_fencing_applies(r);
 	if (fence) {
-		atomic_store(&r->frozen, 1);
+		atomic_store(&r->frozen, RES_FROZEN_FENCE);
 		LOG_WARN("peer lost while primary: I/O frozen until handler-fence-peer succeeds");
 	}
 	if (p->meta.fd >= 0) {
@@ -576,6 +593,12 @@ peer_teardown(struct peer *p, const char *why, int lost)
 			LOG_ERROR("fence-peer failed (%d): I/O stays frozen; 'mirrorctl resume-io' "
 				  "resumes it without fencing, at the risk of a split brain", rc);
 		}
+	} else {
+		int link = RES_FROZEN_LINK;
+
+		/* Held when a link failed, but the peer left in order. */
+		if (atomic_compare_exchange_strong(&r->frozen, &link, RES_FROZEN_NO))
+			wp_thaw_all(r);
 	}
 	rsm_get(r, &s);
 	/* A primary that goes on alone starts a new generation, so the peer

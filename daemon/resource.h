@@ -42,6 +42,13 @@ struct res_queue {
 	struct ev_msg stop_msg;
 };
 
+/* res.frozen: why writes are held (wpath.h). */
+enum {
+	RES_FROZEN_NO,
+	RES_FROZEN_FENCE,   /* the peer was lost: until fence-peer succeeds or resume-io */
+	RES_FROZEN_LINK,    /* a link failed: until the peer thread knows whether it was lost */
+};
+
 struct res {
 	struct conf conf;
 	struct disk *disk;
@@ -73,7 +80,7 @@ struct res {
 	uint64_t rs_start_ms;     /* (lock) */
 	_Atomic uint64_t rs_done_bytes;
 	_Atomic int ahead;        /* pull-ahead: writes are marked, not sent */
-	_Atomic int frozen;       /* fencing: writes wait until the peer is fenced */
+	_Atomic int frozen;       /* RES_FROZEN_*: writes wait (fencing) */
 	_Atomic uint64_t peer_app_flushes; /* the peer's application flushes made durable here */
 };
 

@@ -115,8 +115,10 @@ wp_part_done(struct wp_queue *q, struct req *r, uint8_t part)
 	if (r->pending)
 		return;
 	/* Lost the peer while fencing: answer only once the peer is fenced,
-	 * or the other node could be promoted without this write. */
-	if (r->peer_res == -ENOTCONN && !r->replica && atomic_load(&q->res->frozen)) {
+	 * or the other node could be promoted without this write.  Whether
+	 * the peer got it or not: a write that went to the local disk alone
+	 * (the link died before it was sent) must wait just the same. */
+	if (r->type != REQ_READ && !r->replica && atomic_load(&q->res->frozen)) {
 		wp_hold(q, r, WP_HELD_DONE);
 		return;
 	}

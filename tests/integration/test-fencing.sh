@@ -18,6 +18,8 @@ done
 exit 0
 HOOK
 chmod +x "$T/fence"
+export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
+requires fiu-ctrl
 bm_pair 32M fencing=resource-and-stonith handler-fence-peer="$T/fence"
 bm_pair_initial_sync
 
@@ -31,6 +33,37 @@ writer "$T/w0"
 [ -e "$T/fenced" ] && fail "an orderly disconnect ran the fence handler"
 ctlb connect
 ctla wait-sync --timeout 30 || fail "no resync after reconnect"
+
+# The data link fails (a failpoint on alpha) while writes are in flight to
+# a beta that is stopped: none of them, and none started after, may be
+# acknowledged before the fence handler succeeds, so every write
+# acknowledged until then is on beta's disk (beta could be promoted).
+"$BM_SRC/tests/oracle/oracle.py" write "$UA" "$T/olog" --first 1024 --blocks 512 --depth 16 \
+    --stop "$T/ostop" &
+opid=$!
+bm_kill_at_exit "$opid"
+wait_for 20 sh -c "[ \$(grep -c '^A' '$T/olog' 2>/dev/null) -ge 300 ]"
+kill -STOP "$PB"
+sleep 0.5
+fiu-ctrl -f "$T/fiu" -c "enable name=link/send/fail" "$PA"
+writer "$T/w0b" &   # its send fails the link
+wait_for 20 test -e "$T/fenced"
+fiu-ctrl -f "$T/fiu" -c "disable name=link/send/fail" "$PA"
+sleep 1
+cp "$T/olog" "$T/olog.fenced"
+bm_kill9 "$PB"
+"$BM_SRC/tests/oracle/oracle.py" check "$T/rb.img" "$T/olog.fenced" >"$T/ocheck" ||
+    fail "writes acknowledged before the peer was fenced are not on it: $(tail -4 "$T/ocheck")"
+[ -e "$T/w0b" ] && fail "a write started on a failed link completed before fencing"
+touch "$T/ostop" "$T/go"
+wait "$opid" || fail "oracle writer failed"
+wait_for 20 test -e "$T/w0b"
+grep -q '^E' "$T/olog" && fail "writer saw an error: $(grep '^E' "$T/olog")"
+"$BM_SRC/tests/oracle/oracle.py" check "$T/ra.img" "$T/olog" >"$T/ocheck" ||
+    fail "alpha lost acknowledged writes: $(tail -4 "$T/ocheck")"
+rm -f "$T/go" "$T/fenced"
+bm_start "$CB" beta; PB=$BM_PID
+ctla wait-sync --timeout 30 || fail "beta did not come back"
 
 # beta dies: the write waits for the fence handler.
 bm_kill9 "$PB"
