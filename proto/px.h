@@ -155,7 +155,9 @@ uint32_t px_max_len(uint16_t type, uint32_t max_data);
 const char *px_type_name(uint16_t type);
 
 /* Fixed payloads: encode into buf / decode from buf of exactly len bytes.
- * Decoders check the length and reserved fields: 0 or -EPROTO. */
+ * Decoders check the length before they read any byte (buf may end right
+ * after len bytes, or be NULL with len 0), then the reserved fields: 0 or
+ * -EPROTO. */
 void px_io_encode(void *buf, uint64_t off, uint32_t length);
 int px_io_decode(const void *buf, uint32_t len, struct px_io *out);
 void px_ack_encode(void *buf, int32_t status);
