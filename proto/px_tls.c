@@ -138,6 +138,18 @@ tls_set_peer(struct px_tls *t, const char *peer, char *err, size_t errlen)
 	return 0;
 }
 
+int
+px_tls_binding(struct px_tls *t, unsigned char out[PX_TLS_BINDING_LEN])
+{
+	static const char label[] = PX_TLS_BINDING_LABEL;
+
+	ERR_clear_error();
+	if (SSL_export_keying_material(t->ssl, out, PX_TLS_BINDING_LEN, label, sizeof(label) - 1,
+				       NULL, 0, 0) != 1)
+		return -EPROTO;
+	return 0;
+}
+
 /* ---- context ---- */
 
 /* Opening the file ourselves gives the errno OpenSSL would hide behind

@@ -26,8 +26,10 @@
  * Identity: the peer's certificate must chain to the CA and carry the
  * peer's node name, as the subject CN or as a DNS subjectAltName (exact,
  * case-insensitive, no wildcards): a CA's signature proves membership of
- * whatever the CA signs, the name proves which node it is.  (The HELLO
- * names are authenticated by the shared secret.)
+ * whatever the CA signs, the name proves which node it is.  The HMAC
+ * handshake then mixes px_tls_binding() into its answers, so that an
+ * answer made inside one TLS session is worthless in any other: a relay
+ * holding valid certificates but not the secret fails.
  *
  * Threads: a struct px_tls_ctx may be shared by any threads once built.  A
  * struct px_tls is used by one thread at a time (seal and open included:
@@ -125,6 +127,14 @@ int px_tls_handshake(struct px_tls_ctx *ctx, int fd, int is_client, const char *
 /* Frees the session without a close_notify; the caller closes the socket.
  * NULL is a no-op. */
 void px_tls_free(struct px_tls *t);
+
+/* PX_TLS_BINDING_LEN bytes of the session's exporter (RFC 8446 7.5, label
+ * PX_TLS_BINDING_LABEL, no context): the same on both ends of one session,
+ * unknown to anyone else and different in every other session.  After the
+ * handshake, detached or not.  0 or -EPROTO. */
+#define PX_TLS_BINDING_LABEL "EXPORTER-blkmirror-auth"
+#define PX_TLS_BINDING_LEN   32
+int px_tls_binding(struct px_tls *t, unsigned char out[PX_TLS_BINDING_LEN]);
 
 /* Mode (a), blocking on the socket: exactly len bytes, 0 or -errno:
  * -ECONNRESET on EOF or close_notify, -EAGAIN when SO_RCVTIMEO/SO_SNDTIMEO

@@ -638,8 +638,8 @@ test_px_handshake_meta_ok(void)
 	run_pair(&c, &l);
 	CU_ASSERT_EQUAL(c.rc, 0);
 	CU_ASSERT_EQUAL(l.rc, 0);
-	CU_ASSERT_EQUAL(c.res.version, 1);
-	CU_ASSERT_EQUAL(l.res.version, 1);
+	CU_ASSERT_EQUAL(c.res.version, PX_VERSION);
+	CU_ASSERT_EQUAL(l.res.version, PX_VERSION);
 	CU_ASSERT_EQUAL(c.res.features, PX_FEAT_CSUM_RESYNC);
 	CU_ASSERT_EQUAL(l.res.features, PX_FEAT_CSUM_RESYNC);
 	CU_ASSERT_EQUAL(c.res.link, PX_LINK_META);
@@ -1049,13 +1049,13 @@ test_px_handshake_version_mismatch(void)
 	struct side l, c;
 	int sv[2];
 
-	/* A connector from the future: 2-3. */
+	/* A connector from the future: 3-4. */
 	side_init(&l, 0, 0);
 	pair(sv);
 	side_start(&l, sv[1]);
 	fake_hello_default(&fh, 1);
-	fh.vmin = 2;
-	fh.vmax = 3;
+	fh.vmin = PX_VERSION + 1;
+	fh.vmax = PX_VERSION + 2;
 	fake_hello_bytes(hc, &fh);
 	CU_ASSERT_EQUAL(fake_send(sv[0], PX_HELLO, hc, HELLO_LEN), 0);
 	/* It still gets the listener's HELLO, so it can report the same. */
@@ -1064,7 +1064,7 @@ test_px_handshake_version_mismatch(void)
 	CU_ASSERT_EQUAL(rd32(hl + 4), PX_VERSION);
 	side_join(&l);
 	CU_ASSERT_EQUAL(l.rc, -EPROTONOSUPPORT);
-	CU_ASSERT(strstr(l.err, "2-3") != NULL);
+	CU_ASSERT(strstr(l.err, "3-4") != NULL);
 	close(sv[0]);
 
 	/* A listener from the future. */
@@ -1126,7 +1126,7 @@ test_px_handshake_version_agreement(void)
 	CU_ASSERT_EQUAL(fake_send(sv[0], PX_AUTH_OK, NULL, 0), 0);
 	side_join(&l);
 	CU_ASSERT_EQUAL(l.rc, 0);
-	CU_ASSERT_EQUAL(l.res.version, 1);
+	CU_ASSERT_EQUAL(l.res.version, PX_VERSION);
 	CU_ASSERT_EQUAL(l.res.features, PX_FEAT_VERIFY);
 	close(sv[0]);
 }

@@ -703,6 +703,109 @@ test_px_tls_px_handshake_s(void)
 	side_done(&l);
 }
 
+/* The exporter the HMAC handshake mixes in: the same at both ends of one
+ * session, different in the next. */
+static void
+test_px_tls_binding(void)
+{
+	unsigned char b[2][2][PX_TLS_BINDING_LEN];
+	struct side c, l;
+
+	for (int round = 0; round < 2; round++) {
+		side_init(&c, 1, ctx_a);
+		side_init(&l, 0, ctx_b);
+		run_pair(&c, &l);
+		CU_ASSERT_FATAL(c.rc == 0 && l.rc == 0);
+		CU_ASSERT_EQUAL(px_tls_binding(c.tls, b[round][0]), 0);
+		CU_ASSERT_EQUAL(px_tls_binding(l.tls, b[round][1]), 0);
+		CU_ASSERT(memcmp(b[round][0], b[round][1], PX_TLS_BINDING_LEN) == 0);
+		side_done(&c);
+		side_done(&l);
+	}
+	CU_ASSERT(memcmp(b[0][0], b[1][0], PX_TLS_BINDING_LEN) != 0);
+}
+
+/* ---- a relay between two TLS sessions ---- */
+
+/* The man in the middle: certificates both ends accept (beta's towards
+ * alpha, alpha's towards beta, as if stolen) but not the secret.  It ends
+ * one TLS session from each node and copies the HMAC handshake across,
+ * message by message, in the order the handshake sends them. */
+struct relay {
+	struct side to_c;           /* TLS server for the connector */
+	struct side to_l;           /* TLS client of the listener */
+	int relayed;                /* messages copied */
+	pthread_t th;
+};
+
+static void *
+relay_run(void *arg)
+{
+	/* HELLO(c) HELLO(l) CHALLENGE(l) AUTH(c) CHALLENGE(c) AUTH_OK AUTH(l) AUTH_OK */
+	static const int from_c[] = { 1, 0, 0, 1, 1, 0, 0, 1 };
+	struct relay *r = arg;
+	struct px_sock cs, ls;
+	unsigned char buf[512];
+	struct px_msg m;
+
+	side_run(&r->to_c);
+	side_run(&r->to_l);
+	cs = (struct px_sock){ .fd = r->to_c.fd, .tls = r->to_c.tls };
+	ls = (struct px_sock){ .fd = r->to_l.fd, .tls = r->to_l.tls };
+	for (size_t i = 0; !r->to_c.rc && !r->to_l.rc && i < ARRAY_SIZE(from_c); i++) {
+		struct px_sock *from = from_c[i] ? &cs : &ls, *to = from_c[i] ? &ls : &cs;
+
+		if (px_recv_s(from, &m, buf, sizeof(buf), 0, NULL, 0) ||
+		    px_send_s(to, m.type, m.flags, m.id, buf, m.len))
+			break;
+		r->relayed++;
+	}
+	/* Closing both ends is how either node learns the relay gave up. */
+	side_done(&r->to_c);
+	side_done(&r->to_l);
+	return NULL;
+}
+
+static void
+test_px_tls_relay_refused(void)
+{
+	struct side c, l;
+	struct relay r;
+	int a[2], b[2];
+
+	side_init(&c, 1, ctx_a);
+	side_init(&l, 0, ctx_b);
+	c.hmac = l.hmac = 1;
+	memset(&r, 0, sizeof(r));
+	side_init(&r.to_c, 0, ctx_b);
+	side_init(&r.to_l, 1, ctx_a);
+	pair(a);
+	pair(b);
+	c.fd = a[0];
+	r.to_c.fd = a[1];
+	r.to_l.fd = b[0];
+	l.fd = b[1];
+	CU_ASSERT_FATAL(pthread_create(&c.th, NULL, side_run, &c) == 0);
+	CU_ASSERT_FATAL(pthread_create(&r.th, NULL, relay_run, &r) == 0);
+	CU_ASSERT_FATAL(pthread_create(&l.th, NULL, side_run, &l) == 0);
+	pthread_join(c.th, NULL);
+	pthread_join(r.th, NULL);
+	pthread_join(l.th, NULL);
+	/* Both TLS sessions were fine; the AUTH made for one does not fit
+	 * the other, so the listener refuses the relayed answer. */
+	CU_ASSERT_EQUAL(c.rc, 0);
+	CU_ASSERT_EQUAL(l.rc, 0);
+	CU_ASSERT_EQUAL(r.relayed, 5);
+	CU_ASSERT_EQUAL(l.hs_rc, -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(l.hs_err, "failed authentication"));
+	CU_ASSERT_EQUAL(c.hs_rc, -EACCES);
+	if (l.hs_rc != -EACCES || c.hs_rc != -EACCES)
+		fprintf(stderr, "\n  relayed %d; connector %d: %s\n  listener %d: %s\n",
+			r.relayed, c.hs_rc, c.hs_err, l.hs_rc, l.hs_err);
+	side_done(&c);
+	side_done(&l);
+}
+
 /* ---- detached mode ---- */
 
 /* Two sides past TLS and the HMAC handshake, as a data link would be. */
@@ -935,6 +1038,8 @@ main(void)
 		{ "test_px_tls_server_wrong_name", test_px_tls_server_wrong_name },
 		{ "test_px_tls_client_wrong_name", test_px_tls_client_wrong_name },
 		{ "test_px_tls_name_in_san", test_px_tls_name_in_san },
+		{ "test_px_tls_binding", test_px_tls_binding },
+		{ "test_px_tls_relay_refused", test_px_tls_relay_refused },
 		{ "test_px_tls_handshake_garbage", test_px_tls_handshake_garbage },
 		{ "test_px_tls_handshake_timeout_and_close",
 		  test_px_tls_handshake_timeout_and_close },
