@@ -685,6 +685,14 @@ conf_handler(void *user, const char *section, const char *name, const char *valu
 		conf_fail_key(x, "outside of any section (start with [resource])");
 	else if (!value || !*value)
 		conf_fail_key(x, "empty value");
+	else if (*value == ';' || *value == '#')
+		/* inih strips blanks around a value and cuts it at a ';' after
+		 * a blank; but "KEY=;x" gives ";x", which conf_dump would write
+		 * as "KEY = ;x", a comment.  A value beginning with '#' reads
+		 * like a commented-out one.  Refusing both keeps every accepted
+		 * value dumpable as "KEY = VALUE" that loads back the same. */
+		conf_fail_key(x, "bad value '%s': may not start with ';' or '#' "
+			      "(they start comments)", value);
 	else if (x->sec == CONF_SEC_RESOURCE)
 		conf_resource_key(x, value);
 	else

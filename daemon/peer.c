@@ -451,7 +451,8 @@ peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_resu
 
 	*tls = NULL;
 	if (p->tls_ctx) {
-		rc = px_tls_handshake(p->tls_ctx, fd, p->initiator, &sk.tls, err, sizeof(err));
+		rc = px_tls_handshake(p->tls_ctx, fd, p->initiator, hp.peer, &sk.tls, err,
+				      sizeof(err));
 		if (rc) {
 			LOG_WARN("peer: TLS handshake failed: %s", err);
 			return rc;

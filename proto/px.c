@@ -428,11 +428,12 @@ px_bitmap_encode(void *buf, uint64_t first_bit)
 int
 px_bitmap_decode(const void *buf, uint32_t len, struct px_bitmap *out)
 {
-	uint64_t first = get64(buf);
-	uint64_t bytes;
+	uint64_t first, bytes;
 
+	/* Length first: a short payload may end before first_bit does. */
 	if (len < sizeof(struct px_bitmap) || len > sizeof(struct px_bitmap) + PX_BITMAP_CHUNK)
 		return -EPROTO;
+	first = get64(buf);
 	bytes = len - sizeof(struct px_bitmap);
 	/* first_bit is byte aligned, and the chunk's last bit must not wrap. */
 	if (first % 8 || first + 8 * bytes < first)

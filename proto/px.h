@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define PX_MAGIC    0x424d5831u   /* "BMX1" */
-#define PX_VERSION  1             /* highest version this build speaks */
+#define PX_VERSION  2             /* highest version this build speaks */
 #define PX_HDR_SIZE 24
 #define PX_NAME_MAX 64
 #define PX_CHALLENGE_LEN 32
@@ -155,7 +155,9 @@ uint32_t px_max_len(uint16_t type, uint32_t max_data);
 const char *px_type_name(uint16_t type);
 
 /* Fixed payloads: encode into buf / decode from buf of exactly len bytes.
- * Decoders check the length and reserved fields: 0 or -EPROTO. */
+ * Decoders check the length before they read any byte (buf may end right
+ * after len bytes, or be NULL with len 0), then the reserved fields: 0 or
+ * -EPROTO. */
 void px_io_encode(void *buf, uint64_t off, uint32_t length);
 int px_io_decode(const void *buf, uint32_t len, struct px_io *out);
 void px_ack_encode(void *buf, int32_t status);
@@ -180,8 +182,10 @@ int px_csum_decode(const void *buf, uint32_t len, struct px_csum *out);
  * authenticates both ways: each side sends a CHALLENGE; each answers with
  * AUTH = HMAC-SHA256(secret, label || challenge || hello_client || hello_server)
  * where label is "blkmirror v1 client" or "blkmirror v1 server" (19 bytes,
- * no NUL) and hello_* are the two HELLO payloads as sent (not headers); a
- * side that verifies the other's AUTH sends AUTH_OK.  Comparison is
+ * no NUL) and hello_* are the two HELLO payloads as sent (not headers),
+ * followed on a TLS link (s->tls) of agreed version 2 or more by the TLS
+ * exporter (px_tls_binding), so that an AUTH made in one TLS session fails
+ * in any other; a side that verifies the other's AUTH sends AUTH_OK.  Comparison is
  * constant time.  The listener sends its HELLO before judging the
  * connector's, so both sides report the same mismatch; it sends its
  * CHALLENGE only if the connector's HELLO is acceptable.  The exact

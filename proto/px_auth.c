@@ -63,6 +63,8 @@ struct hs {
 	unsigned char chal_c[PX_CHALLENGE_LEN]; /* sent by the connector */
 	unsigned char chal_l[PX_CHALLENGE_LEN]; /* sent by the listener */
 	struct px_hello peer;                  /* decoded, names validated */
+	int bound;                             /* the AUTHs cover binding */
+	unsigned char binding[PX_TLS_BINDING_LEN]; /* the TLS session's exporter */
 };
 
 static int __attribute__((format(printf, 3, 4)))
@@ -309,11 +311,12 @@ hs_recv(struct hs *h, uint16_t type, void *buf, int eof_rc, const char *eof_msg)
 	return 0;
 }
 
-/* HMAC-SHA256(secret, label || challenge || hello_c || hello_l). */
+/* HMAC-SHA256(secret, label || challenge || hello_c || hello_l
+ *             [|| TLS exporter, when bound]). */
 static int
 hs_mac(struct hs *h, const char *label, const unsigned char *chal, unsigned char *out)
 {
-	unsigned char in[PX_LABEL_MAX + PX_CHALLENGE_LEN + 2 * PX_HELLO_LEN];
+	unsigned char in[PX_LABEL_MAX + PX_CHALLENGE_LEN + 2 * PX_HELLO_LEN + PX_TLS_BINDING_LEN];
 	size_t ll = strlen(label), n = 0;
 	unsigned int outlen = 0;
 
@@ -325,9 +328,32 @@ hs_mac(struct hs *h, const char *label, const unsigned char *chal, unsigned char
 	n += PX_HELLO_LEN;
 	memcpy(in + n, h->hello_l, PX_HELLO_LEN);
 	n += PX_HELLO_LEN;
+	if (h->bound) {
+		memcpy(in + n, h->binding, PX_TLS_BINDING_LEN);
+		n += PX_TLS_BINDING_LEN;
+	}
 	if (!HMAC(EVP_sha256(), h->p->secret, (int)h->p->secret_len, in, n, out, &outlen) ||
 	    outlen != PX_MAC_LEN)
 		return hs_fail(h, -EIO, "HMAC-SHA256 failed");
+	return 0;
+}
+
+/* From version 2, on a TLS link, the AUTHs also cover the TLS session's
+ * exporter: a man in the middle with certificates both nodes accept could
+ * otherwise relay the whole exchange between its two TLS sessions, and
+ * neither node would notice that its session ends at the relay.  The
+ * version is agreed from the HELLOs, which the AUTHs cover too, so a
+ * relay cannot talk two version 2 nodes down to version 1. */
+static int
+hs_bind(struct hs *h)
+{
+	uint32_t version = MIN(h->peer.version_max, (uint32_t)PX_VERSION);
+
+	if (!h->s->tls || version < 2)
+		return 0;
+	if (px_tls_binding(h->s->tls, h->binding))
+		return hs_fail(h, -EPROTO, "no TLS keying material to bind the authentication to");
+	h->bound = 1;
 	return 0;
 }
 
@@ -397,6 +423,8 @@ hs_connector(struct hs *h)
 	if (!rc)
 		rc = hello_judge(h);
 	if (!rc)
+		rc = hs_bind(h);
+	if (!rc)
 		rc = hs_recv(h, PX_CHALLENGE, h->chal_l, -ECONNRESET,
 			     "peer closed the connection after HELLO (see its log)");
 	if (!rc)
@@ -438,6 +466,8 @@ hs_listener(struct hs *h)
 	rc = hs_send(h, PX_HELLO, h->hello_l, PX_HELLO_LEN);
 	if (!rc)
 		rc = hello_judge(h);
+	if (!rc)
+		rc = hs_bind(h);
 	if (!rc)
 		rc = hs_challenge(h, h->chal_l);
 	if (!rc)

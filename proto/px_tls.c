@@ -23,6 +23,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "lib/util.h"
 
@@ -36,6 +37,8 @@ struct px_tls {
 	BIO *rbio;                  /* detached: ciphertext in; owned by ssl */
 	BIO *wbio;                  /* detached: ciphertext out; owned by ssl */
 	unsigned char *stage;       /* PX_TLS_RECORD_MAX: small iovecs gathered into one record */
+	char expect[PX_NAME_MAX];   /* the peer's node name, for messages */
+	char names[160];            /* the names of a peer certificate refused for them */
 };
 
 /* The first OpenSSL error of the failed call as "library: reason", for a
@@ -55,6 +58,96 @@ tls_why(char *buf, size_t len)
 	else
 		ERR_error_string_n(e, buf, len);
 	return buf;
+}
+
+/* ---- the peer's name ---- */
+
+/* Appends ", LABELVALUE" to buf, printable ASCII only: the value comes
+ * from the peer's certificate and ends up in a log line. */
+static void
+tls_name_add(char *buf, size_t len, const char *label, const ASN1_STRING *s)
+{
+	const unsigned char *d = ASN1_STRING_get0_data(s);
+	int dl = ASN1_STRING_length(s);
+	size_t n = strlen(buf);
+	int w = snprintf(buf + n, len - n, "%s%s", n ? ", " : "", label);
+
+	if (w < 0 || (size_t)w >= len - n)
+		return;
+	n += (size_t)w;
+	for (int i = 0; i < dl && n + 1 < len; i++)
+		buf[n++] = d[i] >= 0x20 && d[i] < 0x7f ? (char)d[i] : '?';
+	buf[n] = '\0';
+}
+
+/* "CN=gamma, DNS:gamma.example": the names X509_check_host looked at. */
+static void
+tls_cert_names(X509 *x, char *buf, size_t len)
+{
+	X509_NAME *subj = X509_get_subject_name(x);
+	GENERAL_NAMES *alt = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int i = -1;
+
+	buf[0] = '\0';
+	while (subj && (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0) {
+		X509_NAME_ENTRY *cn = X509_NAME_get_entry(subj, i);
+
+		tls_name_add(buf, len, "CN=", X509_NAME_ENTRY_get_data(cn));
+	}
+	for (i = 0; i < sk_GENERAL_NAME_num(alt); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(alt, i);
+
+		if (g->type == GEN_DNS)
+			tls_name_add(buf, len, "DNS:", g->d.dNSName);
+	}
+	GENERAL_NAMES_free(alt);
+	if (!buf[0])
+		snprintf(buf, len, "no name");
+}
+
+/* Called by OpenSSL for each check of the peer's chain; it never changes
+ * a verdict.  After a failed handshake the server keeps no client
+ * certificate, so the names a certificate refused for its name carries
+ * are kept here, while it is at hand, for the message. */
+static int
+tls_verify_cb(int ok, X509_STORE_CTX *xs)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct px_tls *t = ssl ? SSL_get_app_data(ssl) : NULL;
+	X509 *x = X509_STORE_CTX_get_current_cert(xs);
+
+	if (!ok && t && x && X509_STORE_CTX_get_error(xs) == X509_V_ERR_HOSTNAME_MISMATCH)
+		tls_cert_names(x, t->names, sizeof(t->names));
+	return ok;
+}
+
+/* The peer's certificate must carry its node name: as the CN or a DNS
+ * subjectAltName (ALWAYS_CHECK_SUBJECT: the CN counts even next to
+ * subjectAltNames), exactly (no wildcards: node names are not domains). */
+static int
+tls_set_peer(struct px_tls *t, const char *peer, char *err, size_t errlen)
+{
+	if (!peer || !*peer || strlen(peer) >= sizeof(t->expect))
+		return util_fail(err, errlen, -EINVAL, "no usable peer node name for TLS");
+	snprintf(t->expect, sizeof(t->expect), "%s", peer);
+	SSL_set_app_data(t->ssl, t);
+	SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_WILDCARDS |
+			  X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT);
+	if (SSL_set1_host(t->ssl, peer) != 1)
+		return util_fail(err, errlen, -ENOMEM, "no memory for a TLS session");
+	return 0;
+}
+
+int
+px_tls_binding(struct px_tls *t, unsigned char out[PX_TLS_BINDING_LEN])
+{
+	static const char label[] = PX_TLS_BINDING_LABEL;
+
+	ERR_clear_error();
+	if (SSL_export_keying_material(t->ssl, out, PX_TLS_BINDING_LEN, label, sizeof(label) - 1,
+				       NULL, 0, 0) != 1)
+		return -EPROTO;
+	return 0;
 }
 
 /* ---- context ---- */
@@ -144,7 +237,7 @@ tls_ctx_setup(SSL_CTX *sc, const char *cert, const char *key, const char *ca, ch
 	 * peer sent after the handshake is swallowed before detaching. */
 	SSL_CTX_set_read_ahead(sc, 0);
 	SSL_CTX_set_mode(sc, SSL_MODE_AUTO_RETRY);
-	SSL_CTX_set_verify(sc, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify(sc, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
 	SSL_CTX_set_default_passwd_cb(sc, tls_no_passphrase);
 
 	ERR_clear_error();
@@ -262,6 +355,10 @@ tls_hs_error(struct px_tls *t, int ret, int saved_errno, char *err, size_t errle
 		return util_fail(err, errlen, -EPROTO, "TLS handshake failed (%s)",
 				tls_why(why, sizeof(why)));
 	}
+	if (vr == X509_V_ERR_HOSTNAME_MISMATCH)
+		return util_fail(err, errlen, -EACCES, "peer certificate refused: expected node "
+				 "%s, certificate is for %s", t->expect,
+				 t->names[0] ? t->names : "another name");
 	if (vr != X509_V_OK)
 		return util_fail(err, errlen, -EACCES, "peer certificate refused: %s",
 				X509_verify_cert_error_string(vr));
@@ -325,8 +422,8 @@ tls_hs_confirm(struct px_tls *t, int is_client, char *err, size_t errlen)
 }
 
 int
-px_tls_handshake(struct px_tls_ctx *ctx, int fd, int is_client, struct px_tls **out,
-		 char *err, size_t errlen)
+px_tls_handshake(struct px_tls_ctx *ctx, int fd, int is_client, const char *peer,
+		 struct px_tls **out, char *err, size_t errlen)
 {
 	struct px_tls *t;
 	int rc;
@@ -343,7 +440,9 @@ px_tls_handshake(struct px_tls_ctx *ctx, int fd, int is_client, struct px_tls **
 		px_tls_free(t);
 		return util_fail(err, errlen, -ENOMEM, "no memory for a TLS session");
 	}
-	rc = tls_hs_run(t, is_client, err, errlen);
+	rc = tls_set_peer(t, peer, err, errlen);
+	if (!rc)
+		rc = tls_hs_run(t, is_client, err, errlen);
 	if (!rc)
 		rc = tls_hs_confirm(t, is_client, err, errlen);
 	if (rc) {

@@ -23,9 +23,13 @@
  * certificate, and this byte is how the client learns it was accepted
  * (else it gets the server's alert, -EACCES) before any px message.
  *
- * Identity: any certificate the CA signed is accepted; names are not
- * compared with the node names (the HELLO names are authenticated by the
- * shared secret).  Use a CA dedicated to the cluster.
+ * Identity: the peer's certificate must chain to the CA and carry the
+ * peer's node name, as the subject CN or as a DNS subjectAltName (exact,
+ * case-insensitive, no wildcards): a CA's signature proves membership of
+ * whatever the CA signs, the name proves which node it is.  The HMAC
+ * handshake then mixes px_tls_binding() into its answers, so that an
+ * answer made inside one TLS session is worthless in any other: a relay
+ * holding valid certificates but not the secret fails.
  *
  * Threads: a struct px_tls_ctx may be shared by any threads once built.  A
  * struct px_tls is used by one thread at a time (seal and open included:
@@ -109,17 +113,28 @@ void px_tls_ctx_free(struct px_tls_ctx *ctx);
 
 /* Runs the TLS handshake on the blocking socket fd (the caller set
  * SO_RCVTIMEO/SO_SNDTIMEO and ignores SIGPIPE), client side when is_client,
- * and for the client waits for PX_TLS_ACCEPTED.  0 and *out, or -errno with
- * err set: -EACCES when a certificate was refused, by us (err says why,
- * from X509_verify_cert_error_string) or by the peer, or the peer sent
- * none; -ETIMEDOUT when a socket timeout expired; -ECONNRESET when the peer
- * closed; -EPROTO for any other TLS failure (not TLS, no common cipher...);
- * -ENOMEM.  Does not close fd.  Any thread. */
-int px_tls_handshake(struct px_tls_ctx *ctx, int fd, int is_client, struct px_tls **out,
-		     char *err, size_t errlen);
+ * and for the client waits for PX_TLS_ACCEPTED.  peer is the node name the
+ * peer's certificate must carry (see Identity above).  0 and *out, or
+ * -errno with err set: -EACCES when a certificate was refused, by us (err
+ * says why, from X509_verify_cert_error_string, or, for a certificate of
+ * another node, the name expected and the names it carries) or by the
+ * peer, or the peer sent none; -ETIMEDOUT when a socket timeout expired;
+ * -ECONNRESET when the peer closed; -EPROTO for any other TLS failure (not
+ * TLS, no common cipher...); -EINVAL for an empty peer; -ENOMEM.  Does not
+ * close fd.  Any thread. */
+int px_tls_handshake(struct px_tls_ctx *ctx, int fd, int is_client, const char *peer,
+		     struct px_tls **out, char *err, size_t errlen);
 /* Frees the session without a close_notify; the caller closes the socket.
  * NULL is a no-op. */
 void px_tls_free(struct px_tls *t);
+
+/* PX_TLS_BINDING_LEN bytes of the session's exporter (RFC 8446 7.5, label
+ * PX_TLS_BINDING_LABEL, no context): the same on both ends of one session,
+ * unknown to anyone else and different in every other session.  After the
+ * handshake, detached or not.  0 or -EPROTO. */
+#define PX_TLS_BINDING_LABEL "EXPORTER-blkmirror-auth"
+#define PX_TLS_BINDING_LEN   32
+int px_tls_binding(struct px_tls *t, unsigned char out[PX_TLS_BINDING_LEN]);
 
 /* Mode (a), blocking on the socket: exactly len bytes, 0 or -errno:
  * -ECONNRESET on EOF or close_notify, -EAGAIN when SO_RCVTIMEO/SO_SNDTIMEO

@@ -5,6 +5,9 @@
 # compare stdout+stderr, less a leading "mirrord: ", with NAME.ok.
 # bad-*.conf must exit 1 with the one-line error in NAME.ok; every other file
 # must exit 0 with the conf_dump output in NAME.ok.
+# Every file mirrord accepts (whatever its name) must also round-trip: its
+# dump, loaded again, must dump the same, or --dump would print a
+# configuration other than the one in use.
 #
 # BM_BIN: the directory holding mirrord (default: the repository's build/).
 # Exit 0 when every file matches, 1 otherwise.
@@ -25,8 +28,26 @@ if [ ! -x "$mirrord" ]; then
 fi
 
 out=$(mktemp)
-trap 'rm -f "$out" "$out.diff"' EXIT
+rt=$(mktemp --suffix=.conf)
+trap 'rm -f "$out" "$out.diff" "$rt" "$rt.2"' EXIT
 cd "$golden"
+
+# dump | load | dump must print the dump again.
+round_trip() {
+	local rc=0
+
+	"$mirrord" --check --dump --node alpha -c "$1" >"$rt" 2>&1 || return 0
+	"$mirrord" --check --dump --node alpha -c "$rt" >"$rt.2" 2>&1 || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "FAIL: $1: its dump does not load back: exit code $rc"
+		sed 's/^/    /' "$rt.2"
+		return 1
+	fi
+	if ! diff -u "$rt" "$rt.2"; then
+		echo "FAIL: $1: its dump loads back to another configuration"
+		return 1
+	fi
+}
 
 pass=0
 failed=0
@@ -43,6 +64,10 @@ for conf in *.conf; do
 	fi
 	rc=0
 	"$mirrord" --check --dump --node alpha -c "$conf" >"$out" 2>&1 || rc=$?
+	if [ "$rc" -eq 0 ] && ! round_trip "$conf"; then
+		failed=$((failed + 1))
+		continue
+	fi
 	if [ "$rc" -ne "$want_rc" ]; then
 		echo "FAIL: $conf: exit code $rc, expected $want_rc"
 		sed 's/^/    /' "$out"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TLS on the replication link: with certificates from a test CA the nodes
 # connect, sync and mirror writes; a node whose certificate comes from
-# another CA is refused (and keeps serving), as is one without TLS.
+# another CA is refused (and keeps serving), as is one whose certificate,
+# from the right CA, names another node, and one without TLS.
 # timeout: 120
 source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
@@ -9,7 +10,9 @@ requires openssl
 requires fio
 bm_setup
 
-# A CA, a certificate per node, and a rogue CA with its own "alpha".
+# A CA, a certificate per node (its CN is the node name), a certificate of
+# that CA for a node "gamma" of no resource, and a rogue CA with its own
+# "alpha".
 mkcert() {   # mkcert NAME CA
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
         -keyout "$T/$1.key" -out "$T/$1.csr" 2>/dev/null
@@ -20,7 +23,7 @@ for ca in ca rogue; do
     openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
         -subj "/CN=$ca" -keyout "$T/$ca.key" -out "$T/$ca.crt" 2>/dev/null
 done
-mkcert alpha ca; mkcert beta ca; mkcert alpha-rogue rogue
+mkcert alpha ca; mkcert beta ca; mkcert gamma ca; mkcert alpha-rogue rogue
 chmod 600 "$T"/*.key
 
 bm_pair 64M tls-ca="$T/ca.crt" tls-cert="$T/alpha.crt" tls-key="$T/alpha.key"
@@ -46,6 +49,16 @@ sleep 1
 assert_eq "$(field "$CB" connection)" connecting "beta refuses a certificate from another CA"
 assert_eq "$(field "$CA" connection)" connecting "alpha does not get through"
 assert_eq "$(field "$CB" role)" secondary "beta keeps serving"
+bm_stop "$PA"
+
+# alpha with a certificate of the right CA for another node: refused, and
+# beta's log names the name it expected and the one it got.
+sed -i "s|^tls-cert = .*|tls-cert = $T/gamma.crt|; s|^tls-key = .*|tls-key = $T/gamma.key|" "$CA"
+bm_start "$CA" alpha; PA=$BM_PID
+wait_for 20 grep -q "expected node alpha, certificate is for CN=gamma" "$T/rb-beta.log"
+wait_for 20 grep -q "peer refused our TLS certificate" "$T/ra-alpha.log"
+assert_eq "$(field "$CB" connection)" connecting "beta refuses a certificate for another node"
+assert_eq "$(field "$CA" connection)" connecting "alpha as gamma does not get through"
 bm_stop "$PA"
 
 # alpha without TLS at all: refused too.

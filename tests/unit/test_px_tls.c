@@ -4,7 +4,9 @@
  * HMAC handshake inside TLS, and detached mode (seal, send, recv in small
  * pieces, open).  The PKI is made at start-up with the OpenSSL API in a
  * mkdtemp directory: a CA and two node certificates, and a rogue CA with
- * a certificate of its own. */
+ * a certificate of its own; also, from the cluster CA, a certificate for a
+ * node "gamma" (a valid certificate for the wrong node) and one for beta
+ * that carries the name only as a DNS subjectAltName. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -38,8 +40,11 @@
 static char dir[64];
 static char path_ca[128], path_a_crt[128], path_a_key[128], path_b_crt[128], path_b_key[128];
 static char path_rogue_crt[128], path_rogue_key[128], path_garbage[128], path_missing[128];
-/* a and b: nodes of the cluster CA; rogue: signed by another CA, trusts ours. */
-static struct px_tls_ctx *ctx_a, *ctx_b, *ctx_rogue;
+static char path_g_crt[128], path_g_key[128], path_bsan_crt[128], path_bsan_key[128];
+/* a and b: nodes of the cluster CA; rogue: signed by another CA, trusts ours;
+ * gamma: the cluster CA's, for a node neither expects; bsan: beta's name
+ * in a DNS subjectAltName only. */
+static struct px_tls_ctx *ctx_a, *ctx_b, *ctx_rogue, *ctx_gamma, *ctx_bsan;
 
 /* ---- a throwaway PKI ---- */
 
@@ -56,10 +61,11 @@ add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
-/* A certificate for key, signed by issuer (self-signed when NULL). */
+/* A certificate for key, signed by issuer (self-signed when NULL), with
+ * a subjectAltName when san is not NULL ("DNS:beta"). */
 static X509 *
-make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, int ca,
-	  long serial)
+make_cert(EVP_PKEY *key, const char *cn, const char *san, X509 *issuer, EVP_PKEY *issuer_key,
+	  int ca, long serial)
 {
 	X509 *x = X509_new();
 	X509_NAME *name = X509_NAME_new();
@@ -85,6 +91,8 @@ make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, int
 	bad |= add_ext(x, &v3, NID_subject_key_identifier, "hash");
 	if (!ca)
 		bad |= add_ext(x, &v3, NID_ext_key_usage, "serverAuth,clientAuth");
+	if (san)
+		bad |= add_ext(x, &v3, NID_subject_alt_name, san);
 	bad |= !X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256());
 	if (bad)
 		goto fail;
@@ -123,11 +131,11 @@ write_key(const char *path, EVP_PKEY *k)
 
 /* A node key and certificate signed by (ca, ca_key), written to crt/key. */
 static int
-make_node(const char *cn, X509 *ca, EVP_PKEY *ca_key, long serial, const char *crt,
-	  const char *key)
+make_node(const char *cn, const char *san, X509 *ca, EVP_PKEY *ca_key, long serial,
+	  const char *crt, const char *key)
 {
 	EVP_PKEY *k = EVP_EC_gen("P-256");
-	X509 *x = k ? make_cert(k, cn, ca, ca_key, 0, serial) : NULL;
+	X509 *x = k ? make_cert(k, cn, san, ca, ca_key, 0, serial) : NULL;
 	int rc = x && write_cert(crt, x) == 0 && write_key(key, k) == 0 ? 0 : -1;
 
 	X509_free(x);
@@ -145,8 +153,8 @@ static int
 make_pki(void)
 {
 	EVP_PKEY *ca_key = EVP_EC_gen("P-256"), *ca2_key = EVP_EC_gen("P-256");
-	X509 *ca = ca_key ? make_cert(ca_key, "blkmirror test CA", NULL, NULL, 1, 1) : NULL;
-	X509 *ca2 = ca2_key ? make_cert(ca2_key, "rogue CA", NULL, NULL, 1, 1) : NULL;
+	X509 *ca = ca_key ? make_cert(ca_key, "blkmirror test CA", NULL, NULL, NULL, 1, 1) : NULL;
+	X509 *ca2 = ca2_key ? make_cert(ca2_key, "rogue CA", NULL, NULL, NULL, 1, 1) : NULL;
 	FILE *f;
 	int rc = -1;
 
@@ -159,12 +167,18 @@ make_pki(void)
 	set_path(path_rogue_key, "rogue.key");
 	set_path(path_garbage, "garbage.pem");
 	set_path(path_missing, "missing.pem");
+	set_path(path_g_crt, "gamma.crt");
+	set_path(path_g_key, "gamma.key");
+	set_path(path_bsan_crt, "beta-san.crt");
+	set_path(path_bsan_key, "beta-san.key");
 	if (!ca || !ca2 || write_cert(path_ca, ca))
 		goto out;
-	if (make_node("alpha", ca, ca_key, 2, path_a_crt, path_a_key) ||
-	    make_node("beta", ca, ca_key, 3, path_b_crt, path_b_key) ||
+	if (make_node("alpha", NULL, ca, ca_key, 2, path_a_crt, path_a_key) ||
+	    make_node("beta", NULL, ca, ca_key, 3, path_b_crt, path_b_key) ||
 	    /* Same name as a real node: only the CA tells them apart. */
-	    make_node("alpha", ca2, ca2_key, 2, path_rogue_crt, path_rogue_key))
+	    make_node("alpha", NULL, ca2, ca2_key, 2, path_rogue_crt, path_rogue_key) ||
+	    make_node("gamma", NULL, ca, ca_key, 4, path_g_crt, path_g_key) ||
+	    make_node("node two", "DNS:beta", ca, ca_key, 5, path_bsan_crt, path_bsan_key))
 		goto out;
 	f = fopen(path_garbage, "w");
 	if (!f)
@@ -193,7 +207,9 @@ suite_init(void)
 	if (px_tls_ctx_new(&ctx_a, path_a_crt, path_a_key, path_ca, err, sizeof(err)) ||
 	    px_tls_ctx_new(&ctx_b, path_b_crt, path_b_key, path_ca, err, sizeof(err)) ||
 	    px_tls_ctx_new(&ctx_rogue, path_rogue_crt, path_rogue_key, path_ca, err,
-			   sizeof(err))) {
+			   sizeof(err)) ||
+	    px_tls_ctx_new(&ctx_gamma, path_g_crt, path_g_key, path_ca, err, sizeof(err)) ||
+	    px_tls_ctx_new(&ctx_bsan, path_bsan_crt, path_bsan_key, path_ca, err, sizeof(err))) {
 		fprintf(stderr, "suite init: %s\n", err);
 		return -1;
 	}
@@ -204,11 +220,14 @@ static int
 suite_clean(void)
 {
 	const char *files[] = { path_ca, path_a_crt, path_a_key, path_b_crt, path_b_key,
-				path_rogue_crt, path_rogue_key, path_garbage };
+				path_rogue_crt, path_rogue_key, path_garbage, path_g_crt,
+				path_g_key, path_bsan_crt, path_bsan_key };
 
 	px_tls_ctx_free(ctx_a);
 	px_tls_ctx_free(ctx_b);
 	px_tls_ctx_free(ctx_rogue);
+	px_tls_ctx_free(ctx_gamma);
+	px_tls_ctx_free(ctx_bsan);
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
 		unlink(files[i]);
 	rmdir(dir);
@@ -241,6 +260,7 @@ struct side {
 	int client;
 	struct px_tls_ctx *ctx;
 	struct px_tls *tls;
+	const char *expect;         /* the name the peer's certificate must carry */
 	int rc;                     /* px_tls_handshake */
 	char err[256];
 	/* optional, after a good TLS handshake: the HMAC handshake */
@@ -258,6 +278,7 @@ side_init(struct side *s, int client, struct px_tls_ctx *ctx)
 	memset(s, 0, sizeof(*s));
 	s->client = client;
 	s->ctx = ctx;
+	s->expect = client ? "beta" : "alpha";
 	s->rc = s->hs_rc = 1;
 	s->p.initiator = client;
 	s->p.node = client ? "alpha" : "beta";
@@ -276,7 +297,8 @@ side_run(void *arg)
 	struct side *s = arg;
 	struct px_sock ps;
 
-	s->rc = px_tls_handshake(s->ctx, s->fd, s->client, &s->tls, s->err, sizeof(s->err));
+	s->rc = px_tls_handshake(s->ctx, s->fd, s->client, s->expect, &s->tls, s->err,
+				 sizeof(s->err));
 	if (!s->rc && s->hmac) {
 		ps.fd = s->fd;
 		ps.tls = s->tls;
@@ -384,6 +406,8 @@ test_px_tls_handshake_ok(void)
 	for (int round = 0; round < 2; round++) {
 		side_init(&c, 1, round ? ctx_b : ctx_a);
 		side_init(&l, 0, round ? ctx_a : ctx_b);
+		c.expect = round ? "alpha" : "beta";
+		l.expect = round ? "beta" : "alpha";
 		run_pair(&c, &l);
 		CU_ASSERT_EQUAL(c.rc, 0);
 		CU_ASSERT_EQUAL(l.rc, 0);
@@ -436,6 +460,75 @@ test_px_tls_server_wrong_ca(void)
 	side_done(&l);
 }
 
+/* A certificate from the cluster CA proves membership, not identity: a
+ * node whose certificate names another node is refused, and the message
+ * says which name was expected and which names the certificate carries. */
+static void
+expect_name_refused(const char *err, const char *want, const char *got)
+{
+	char a[64], b[64];
+
+	snprintf(a, sizeof(a), "expected node %s", want);
+	snprintf(b, sizeof(b), "CN=%s", got);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, a));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, b));
+	if (!strstr(err, a) || !strstr(err, b))
+		fprintf(stderr, "\n  unexpected message: %s\n", err);
+}
+
+static void
+test_px_tls_server_wrong_name(void)
+{
+	struct side c, l;
+
+	side_init(&c, 1, ctx_a);
+	side_init(&l, 0, ctx_gamma);
+	run_pair(&c, &l);
+	CU_ASSERT_EQUAL(c.rc, -EACCES);
+	expect_name_refused(c.err, "beta", "gamma");
+	CU_ASSERT_EQUAL(l.rc, -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(l.err, "refused our TLS certificate"));
+	CU_ASSERT_PTR_NULL(c.tls);
+	CU_ASSERT_PTR_NULL(l.tls);
+	side_done(&c);
+	side_done(&l);
+}
+
+static void
+test_px_tls_client_wrong_name(void)
+{
+	struct side c, l;
+
+	side_init(&c, 1, ctx_gamma);
+	side_init(&l, 0, ctx_b);
+	run_pair(&c, &l);
+	CU_ASSERT_EQUAL(l.rc, -EACCES);
+	expect_name_refused(l.err, "alpha", "gamma");
+	CU_ASSERT_EQUAL(c.rc, -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(c.err, "refused our TLS certificate"));
+	CU_ASSERT_PTR_NULL(c.tls);
+	CU_ASSERT_PTR_NULL(l.tls);
+	side_done(&c);
+	side_done(&l);
+}
+
+/* The node name may be in a DNS subjectAltName instead of the CN. */
+static void
+test_px_tls_name_in_san(void)
+{
+	struct side c, l;
+
+	side_init(&c, 1, ctx_a);
+	side_init(&l, 0, ctx_bsan);
+	run_pair(&c, &l);
+	CU_ASSERT_EQUAL(c.rc, 0);
+	CU_ASSERT_EQUAL(l.rc, 0);
+	if (c.rc || l.rc)
+		fprintf(stderr, "\n  client: %s\n  server: %s\n", c.err, l.err);
+	side_done(&c);
+	side_done(&l);
+}
+
 /* One side alone against raw bytes from the test. */
 static void
 garbage_against(int client)
@@ -475,10 +568,12 @@ test_px_tls_handshake_timeout_and_close(void)
 	int sv[2];
 
 	pair_timeout(sv, 200);
-	CU_ASSERT_EQUAL(px_tls_handshake(ctx_a, sv[1], 0, &t, err, sizeof(err)), -ETIMEDOUT);
+	CU_ASSERT_EQUAL(px_tls_handshake(ctx_a, sv[1], 0, "beta", &t, err, sizeof(err)),
+			-ETIMEDOUT);
 	CU_ASSERT_PTR_NULL(t);
 	close(sv[0]);
-	CU_ASSERT_EQUAL(px_tls_handshake(ctx_a, sv[1], 0, &t, err, sizeof(err)), -ECONNRESET);
+	CU_ASSERT_EQUAL(px_tls_handshake(ctx_a, sv[1], 0, "beta", &t, err, sizeof(err)),
+			-ECONNRESET);
 	close(sv[1]);
 }
 
@@ -604,6 +699,109 @@ test_px_tls_px_handshake_s(void)
 	CU_ASSERT_EQUAL(c.hs_rc, -EACCES);
 	CU_ASSERT_EQUAL(l.hs_rc, -EACCES);
 	CU_ASSERT_PTR_NOT_NULL(strstr(l.hs_err, "wrong secret"));
+	side_done(&c);
+	side_done(&l);
+}
+
+/* The exporter the HMAC handshake mixes in: the same at both ends of one
+ * session, different in the next. */
+static void
+test_px_tls_binding(void)
+{
+	unsigned char b[2][2][PX_TLS_BINDING_LEN];
+	struct side c, l;
+
+	for (int round = 0; round < 2; round++) {
+		side_init(&c, 1, ctx_a);
+		side_init(&l, 0, ctx_b);
+		run_pair(&c, &l);
+		CU_ASSERT_FATAL(c.rc == 0 && l.rc == 0);
+		CU_ASSERT_EQUAL(px_tls_binding(c.tls, b[round][0]), 0);
+		CU_ASSERT_EQUAL(px_tls_binding(l.tls, b[round][1]), 0);
+		CU_ASSERT(memcmp(b[round][0], b[round][1], PX_TLS_BINDING_LEN) == 0);
+		side_done(&c);
+		side_done(&l);
+	}
+	CU_ASSERT(memcmp(b[0][0], b[1][0], PX_TLS_BINDING_LEN) != 0);
+}
+
+/* ---- a relay between two TLS sessions ---- */
+
+/* The man in the middle: certificates both ends accept (beta's towards
+ * alpha, alpha's towards beta, as if stolen) but not the secret.  It ends
+ * one TLS session from each node and copies the HMAC handshake across,
+ * message by message, in the order the handshake sends them. */
+struct relay {
+	struct side to_c;           /* TLS server for the connector */
+	struct side to_l;           /* TLS client of the listener */
+	int relayed;                /* messages copied */
+	pthread_t th;
+};
+
+static void *
+relay_run(void *arg)
+{
+	/* HELLO(c) HELLO(l) CHALLENGE(l) AUTH(c) CHALLENGE(c) AUTH_OK AUTH(l) AUTH_OK */
+	static const int from_c[] = { 1, 0, 0, 1, 1, 0, 0, 1 };
+	struct relay *r = arg;
+	struct px_sock cs, ls;
+	unsigned char buf[512];
+	struct px_msg m;
+
+	side_run(&r->to_c);
+	side_run(&r->to_l);
+	cs = (struct px_sock){ .fd = r->to_c.fd, .tls = r->to_c.tls };
+	ls = (struct px_sock){ .fd = r->to_l.fd, .tls = r->to_l.tls };
+	for (size_t i = 0; !r->to_c.rc && !r->to_l.rc && i < ARRAY_SIZE(from_c); i++) {
+		struct px_sock *from = from_c[i] ? &cs : &ls, *to = from_c[i] ? &ls : &cs;
+
+		if (px_recv_s(from, &m, buf, sizeof(buf), 0, NULL, 0) ||
+		    px_send_s(to, m.type, m.flags, m.id, buf, m.len))
+			break;
+		r->relayed++;
+	}
+	/* Closing both ends is how either node learns the relay gave up. */
+	side_done(&r->to_c);
+	side_done(&r->to_l);
+	return NULL;
+}
+
+static void
+test_px_tls_relay_refused(void)
+{
+	struct side c, l;
+	struct relay r;
+	int a[2], b[2];
+
+	side_init(&c, 1, ctx_a);
+	side_init(&l, 0, ctx_b);
+	c.hmac = l.hmac = 1;
+	memset(&r, 0, sizeof(r));
+	side_init(&r.to_c, 0, ctx_b);
+	side_init(&r.to_l, 1, ctx_a);
+	pair(a);
+	pair(b);
+	c.fd = a[0];
+	r.to_c.fd = a[1];
+	r.to_l.fd = b[0];
+	l.fd = b[1];
+	CU_ASSERT_FATAL(pthread_create(&c.th, NULL, side_run, &c) == 0);
+	CU_ASSERT_FATAL(pthread_create(&r.th, NULL, relay_run, &r) == 0);
+	CU_ASSERT_FATAL(pthread_create(&l.th, NULL, side_run, &l) == 0);
+	pthread_join(c.th, NULL);
+	pthread_join(r.th, NULL);
+	pthread_join(l.th, NULL);
+	/* Both TLS sessions were fine; the AUTH made for one does not fit
+	 * the other, so the listener refuses the relayed answer. */
+	CU_ASSERT_EQUAL(c.rc, 0);
+	CU_ASSERT_EQUAL(l.rc, 0);
+	CU_ASSERT_EQUAL(r.relayed, 5);
+	CU_ASSERT_EQUAL(l.hs_rc, -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(l.hs_err, "failed authentication"));
+	CU_ASSERT_EQUAL(c.hs_rc, -EACCES);
+	if (l.hs_rc != -EACCES || c.hs_rc != -EACCES)
+		fprintf(stderr, "\n  relayed %d; connector %d: %s\n  listener %d: %s\n",
+			r.relayed, c.hs_rc, c.hs_err, l.hs_rc, l.hs_err);
 	side_done(&c);
 	side_done(&l);
 }
@@ -837,6 +1035,11 @@ main(void)
 		{ "test_px_tls_handshake_ok", test_px_tls_handshake_ok },
 		{ "test_px_tls_client_wrong_ca", test_px_tls_client_wrong_ca },
 		{ "test_px_tls_server_wrong_ca", test_px_tls_server_wrong_ca },
+		{ "test_px_tls_server_wrong_name", test_px_tls_server_wrong_name },
+		{ "test_px_tls_client_wrong_name", test_px_tls_client_wrong_name },
+		{ "test_px_tls_name_in_san", test_px_tls_name_in_san },
+		{ "test_px_tls_binding", test_px_tls_binding },
+		{ "test_px_tls_relay_refused", test_px_tls_relay_refused },
 		{ "test_px_tls_handshake_garbage", test_px_tls_handshake_garbage },
 		{ "test_px_tls_handshake_timeout_and_close",
 		  test_px_tls_handshake_timeout_and_close },
