@@ -59,6 +59,7 @@ struct dm {
 	struct req_wait *waiters;
 	uint64_t md_writes;
 	int gen_bump;             /* next unreplicated write starts a generation */
+	int bitmap_urgent;        /* marks outside hot extents: write the bitmap */
 	int stopping;
 	int thread_started;
 	pthread_t thread;
@@ -266,6 +267,29 @@ dm_evict(struct dm *dm)
 	}
 }
 
+/* Writes the dirty bitmap pages: marks made where no activity extent
+ * covers them are durable only this way. */
+static void
+dm_write_bitmap(struct dm *dm)
+{
+	uint32_t n;
+	int rc = 0;
+
+	dm->bitmap_urgent = 0;
+	while (rc == 0 && (n = dm_snapshot(dm, dm->bitmap, 0, 0, SIZE_MAX)) > 0) {
+		pthread_mutex_unlock(&dm->lock);
+		rc = dm_write_pages(dm, dm->bitmap_off, n);
+		pthread_mutex_lock(&dm->lock);
+	}
+	if (rc < 0) {
+		bm_mark_all_dirty(dm->bitmap);
+		if (!dm->md_error)
+			LOG_ERROR("metadata: writing the bitmap failed: %s", strerror(-rc));
+		dm->md_error = rc;
+		dm_wake(dm);
+	}
+}
+
 static void *
 dm_thread(void *arg)
 {
@@ -275,6 +299,10 @@ dm_thread(void *arg)
 	for (;;) {
 		if (dm->pending) {
 			dm_commit_batch(dm);
+			continue;
+		}
+		if (dm->bitmap_urgent && !dm->md_error) {
+			dm_write_bitmap(dm);
 			continue;
 		}
 		if (dm->stopping)
@@ -563,14 +591,45 @@ dm_write_end(struct dm *dm, uint64_t off, uint64_t len)
 }
 
 void
+dm_write_ref(struct dm *dm, uint64_t off, uint64_t len)
+{
+	uint32_t e0, e1;
+
+	if (len == 0)
+		return;
+	e0 = (uint32_t)(off >> dm->ext_shift);
+	e1 = (uint32_t)((MIN(off + len, dm->data_size) - 1) >> dm->ext_shift);
+	pthread_mutex_lock(&dm->lock);
+	for (uint32_t e = e0; e <= e1; e++) {
+		/* Only a write in flight may be shared: its extent is hot. */
+		VERIFY(dm->ext[e].inflight > 0 && dm->ext[e].state == EXT_PENDING);
+		dm->ext[e].inflight++;
+	}
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
 dm_mark_oos(struct dm *dm, uint64_t off, uint64_t len)
 {
 	uint64_t first, n;
+	uint32_t e0, e1;
 
 	dm_check(dm);
 	dm_bits(dm, off, len, &first, &n);
+	if (n == 0)
+		return;
+	e0 = (uint32_t)(off >> dm->ext_shift);
+	e1 = (uint32_t)((MIN(off + len, dm->data_size) - 1) >> dm->ext_shift);
 	pthread_mutex_lock(&dm->lock);
 	bm_set_range(dm->bitmap, first, n);
+	/* An extent that is not hot (or is leaving the map, its pages
+	 * perhaps already copied) does not cover the mark after a crash. */
+	for (uint32_t e = e0; e <= e1 && !dm->bitmap_urgent; e++) {
+		if (dm->ext[e].state != EXT_PENDING || dm->ext[e].batch > dm->durable_batch) {
+			dm->bitmap_urgent = 1;
+			pthread_cond_signal(&dm->cond);
+		}
+	}
 	pthread_mutex_unlock(&dm->lock);
 }
 

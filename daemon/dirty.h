@@ -52,8 +52,16 @@ void dm_free(struct dm *dm); /* NULL is a no-op */
 int dm_write_begin(struct dm *dm, uint64_t off, uint64_t len, int mark_oos, struct req_wait *w);
 /* After that write finished (successfully or not). */
 void dm_write_end(struct dm *dm, uint64_t off, uint64_t len);
+/* One more holder of the extents of a write in flight (between its
+ * dm_write_begin and dm_write_end): the data link's transfer log, which
+ * keeps them hot until the peer has the write durably or it is marked out
+ * of sync, so that mark is covered by the activity map after a crash.
+ * Released with dm_write_end. */
+void dm_write_ref(struct dm *dm, uint64_t off, uint64_t len);
 /* Resync and verify: mark / clear bitmap bits for a range (rounded out for
- * mark, in for clear). */
+ * mark, in for clear).  A mark in an extent that is not hot is written to
+ * disk by the metadata thread soon after (not before the call returns):
+ * a mark that must be durable at once needs its extent held hot. */
 void dm_mark_oos(struct dm *dm, uint64_t off, uint64_t len);
 void dm_clear_oos(struct dm *dm, uint64_t off, uint64_t len);
 /* Marks the whole data area out of sync (full sync). */

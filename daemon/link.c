@@ -162,6 +162,14 @@ lk_destroy(struct lk *l)
 	peer_link_closed(q);
 }
 
+/* A client's write: it stays in the transfer log, holding its activity
+ * extent hot (dm_write_ref), until a flush on the peer covers it. */
+static int
+lk_slot_is_write(const struct lk_slot *s)
+{
+	return s->type == PX_WRITE || s->type == PX_TRIM;
+}
+
 /* Every request the link still answers for learns that the peer is gone.
  * Writes it already completed (async) are marked out of sync here. */
 static void
@@ -174,14 +182,17 @@ lk_fail_outstanding(struct lk *l)
 
 		if (!s->in_use)
 			continue;
-		if (s->r && (s->type == PX_RS_DATA || s->type == PX_CSUM_REQ)) {
-			resync_acked(s->r, -ENOTCONN);
-		} else if (s->r) {
-			wp_peer_done(s->r, -ENOTCONN);
-		} else if (s->type == PX_WRITE || s->type == PX_TRIM) {
-			/* Acked or not, it was never flushed on the peer. */
+		/* Acked or not, a write was never flushed on the peer.  The
+		 * slot still holds its extent hot, so the mark is covered by
+		 * the activity map until the metadata has it. */
+		if (lk_slot_is_write(s))
 			dm_mark_oos(l->res->dm, s->off, s->len);
-		}
+		if (s->r && (s->type == PX_RS_DATA || s->type == PX_CSUM_REQ))
+			resync_acked(s->r, -ENOTCONN);
+		else if (s->r)
+			wp_peer_done(s->r, -ENOTCONN);
+		if (lk_slot_is_write(s))
+			dm_write_end(l->res->dm, s->off, s->len);
 		s->r = NULL;
 		s->in_use = 0;
 	}
@@ -278,6 +289,8 @@ lk_txq_add(struct lk *l, struct lk_tx *t)
 static void
 lk_slot_free(struct lk *l, struct lk_slot *s)
 {
+	if (lk_slot_is_write(s))
+		dm_write_end(l->res->dm, s->off, s->len);
 	s->in_use = 0;
 	s->r = NULL;
 	s->next_free = l->free_slots;
@@ -293,7 +306,7 @@ static void lk_retry_waiting(struct lk *l);
 static void
 lk_slot_maybe_free(struct lk *l, struct lk_slot *s)
 {
-	if (s->type == PX_WRITE || s->type == PX_TRIM)
+	if (lk_slot_is_write(s))
 		return;
 	if (s->sent && s->acked) {
 		lk_slot_free(l, s);
@@ -525,6 +538,9 @@ lk_try_send(struct lk *l, struct req *r, uint16_t type)
 	if (type == PX_WRITE || type == PX_TRIM) {
 		l->unacked += r->len;
 		l->since_barrier++;
+		/* Async completes r before the peer has it: the slot keeps
+		 * the extent hot in its stead (lk_slot_is_write). */
+		dm_write_ref(l->res->dm, r->off, r->len);
 	}
 	lk_txq_add(l, &s->tx);
 	return 0;
