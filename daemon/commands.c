@@ -211,6 +211,15 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		}
 		return cmd_reply(1, 0, NULL);
 	}
+	if (strcmp(cmd, "outdate") == 0) {
+		rc = rsm_outdate(r, "outdate");
+		if (rc == -EBUSY)
+			return cmd_reply(0, 1, "this node is primary: demote it first");
+		if (rc)
+			return cmd_reply(0, 1, "cannot write the metadata");
+		peer_state_changed(r);
+		return cmd_reply(1, 0, NULL);
+	}
 	if (strcmp(cmd, "resume-io") == 0) {
 		if (!atomic_load(&r->frozen))
 			return cmd_reply(0, 1, "I/O is not frozen");

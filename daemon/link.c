@@ -1021,8 +1021,9 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		snprintf(why, whylen, "unexpected %s on a data link", px_type_name(m.type));
 		return -EPROTO;
 	}
-	/* Requests from the peer. */
-	if (m.type == PX_WRITE || m.type == PX_TRIM) {
+	/* Requests from the peer: nothing may write under a primary's users,
+	 * resync data included (a target promoted with --force). */
+	if (m.type == PX_WRITE || m.type == PX_TRIM || m.type == PX_RS_DATA) {
 		if (!peer_accepts_writes(l->res)) {
 			snprintf(why, whylen, "peer sent %s but this node is primary",
 				 px_type_name(m.type));

@@ -241,6 +241,7 @@ main(int argc, char **argv)
 	r->size = sb.data_size;
 	r->export_fd = -1;
 	r->nqueues = r->conf.queues;
+	pthread_mutex_init(&r->role_lock, NULL);
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	LOG_INFO("disk %s: %llu bytes of data, %s I/O, bitmap granularity %u", r->conf.disk,

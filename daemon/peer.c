@@ -64,6 +64,11 @@ struct peer {
 	unsigned links_open;     /* data links posted to queues and not yet closed */
 	unsigned epoch;          /* bumped at every teardown */
 	int peer_known, peer_role, peer_disk;
+	int outdate_req;         /* behind (pull-ahead): outdate the disk */
+
+	/* Peer thread only: how the next orderly teardown ends. */
+	int outdate_self;        /* the primary goes on without us: outdate */
+	int outdate_peer;        /* we are primary and go on: tell the peer */
 };
 
 struct link_msg {
@@ -185,6 +190,8 @@ peer_set_behind(struct res *r)
 	if (s.repl == RSM_R_ESTABLISHED) {
 		s.repl = RSM_R_BEHIND;
 		rsm_set(r, &s, "the peer pulled ahead");
+		/* The metadata write is the peer thread's, not this queue's. */
+		peer_set(r->peer, &r->peer->outdate_req, 1);
 	}
 }
 
@@ -258,6 +265,15 @@ peer_disconnect(struct res *r, char *why, size_t len)
 }
 
 /* ---- state ---- */
+
+static int
+peer_is_behind(struct res *r)
+{
+	struct rsm_state s;
+
+	rsm_get(r, &s);
+	return s.repl == RSM_R_BEHIND;
+}
 
 static void
 peer_conn_state(struct res *r, enum rsm_conn c, enum rsm_repl repl, const char *why)
@@ -546,6 +562,23 @@ peer_close_meta(struct peer *p)
 	p->meta.fd = -1;
 }
 
+/* handler-fence-peer's exit status, with DRBD's meanings: whether the peer
+ * can no longer be promoted without this node's writes (*fenced). */
+static const char *
+peer_fence_verdict(int rc, int *fenced)
+{
+	*fenced = rc == 0 || rc == 3 || rc == 4 || rc == 5 || rc == 7;
+	switch (rc) {
+	case 0: return "the peer is fenced";
+	case 3: return "the peer's disk is inconsistent";
+	case 4: return "the peer is outdated";
+	case 5: return "the peer is unreachable, assumed down";
+	case 6: return "the peer is primary";
+	case 7: return "the peer was powered off (STONITH)";
+	default: return rc < 0 ? "the handler could not run" : "the handler failed";
+	}
+}
+
 /* Ends every data link and waits until the queues have let go of them. */
 /* lost: the peer vanished (EOF, error, timeout), as opposed to an orderly
  * disconnect or restart on either side: only then is it fenced. */
@@ -554,7 +587,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 {
 	struct res *r = p->res;
 	struct rsm_state s;
-	int fence;
+	int fence, peer_was_primary;
 
 	/* fencing = resource-and-stonith: a sync primary that loses its peer
 	 * holds writes until the peer is fenced, so the peer can never be
@@ -564,10 +597,21 @@ peer_teardown(struct peer *p, const char *why, int lost)
 		atomic_store(&r->frozen, RES_FROZEN_FENCE);
 		LOG_WARN("peer lost while primary: I/O frozen until handler-fence-peer succeeds");
 	}
+	rsm_get(r, &s);
+	pthread_mutex_lock(&r->lock);
+	peer_was_primary = p->peer_known && p->peer_role;
+	pthread_mutex_unlock(&r->lock);
+	/* An orderly end with a primary that goes on writing: this node
+	 * misses its writes from now (DRBD outdates it too).  Recorded
+	 * before the primary hears that we leave. */
+	if (!lost && p->outdate_self && peer_was_primary)
+		rsm_outdate(r, "the primary goes on without this node");
 	if (p->meta.fd >= 0) {
-		/* Only an authenticated peer hears why we leave. */
+		/* Only an authenticated peer hears why we leave; a primary that
+		 * goes on writing tells the secondary it is outdated now. */
 		if (p->authed)
-			px_send_s(&p->meta, PX_DISCONNECT, 0, 0, NULL, 0);
+			px_send_s(&p->meta, PX_DISCONNECT, p->outdate_peer &&
+				  s.role == RSM_PRIMARY ? PX_F_OUTDATE : 0, 0, NULL, 0);
 		peer_close_meta(p);
 	}
 	pthread_mutex_lock(&r->lock);
@@ -585,14 +629,15 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	p->resync_done = 0;
 	pthread_mutex_unlock(&r->lock);
 	if (fence) {
-		int rc = hook_run_sync(r, HOOK_FENCE_PEER, 60);
+		int rc = hook_run_sync(r, HOOK_FENCE_PEER, 60), fenced;
+		const char *what = peer_fence_verdict(rc, &fenced);
 
-		if (rc == 0) {
-			LOG_INFO("fence-peer succeeded: resuming I/O");
+		if (fenced) {
+			LOG_INFO("fence-peer succeeded: resuming I/O (exit %d: %s)", rc, what);
 			wp_thaw_all(r);
 		} else {
-			LOG_ERROR("fence-peer failed (%d): I/O stays frozen; 'mirrorctl resume-io' "
-				  "resumes it without fencing, at the risk of a split brain", rc);
+			LOG_ERROR("fence-peer failed (%d: %s): I/O stays frozen; 'mirrorctl resume-io' "
+				  "resumes it without fencing, at the risk of a split brain", rc, what);
 		}
 	} else {
 		int link = RES_FROZEN_LINK;
@@ -601,6 +646,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 		if (atomic_compare_exchange_strong(&r->frozen, &link, RES_FROZEN_NO))
 			wp_thaw_all(r);
 	}
+	p->outdate_self = p->outdate_peer = 0;
 	rsm_get(r, &s);
 	/* A primary that goes on alone starts a new generation, so the peer
 	 * can later tell that this side changed (gen_compare rule 40) -- but
@@ -924,7 +970,7 @@ peer_established(struct peer *p, int source, int target)
 	for (;;) {
 		struct pollfd pf[2] = { { .fd = p->meta.fd, .events = POLLIN },
 					{ .fd = p->efd, .events = POLLIN } };
-		int stop, want, dirty, failed, done, restart, vdone;
+		int stop, want, dirty, failed, done, restart, vdone, outdate;
 		uint64_t vbad;
 		uint64_t now;
 
@@ -948,11 +994,18 @@ peer_established(struct peer *p, int source, int target)
 		p->restart = 0;
 		vdone = p->verify_done;
 		vbad = p->verify_bad;
+		outdate = p->outdate_req;
+		p->outdate_req = 0;
 		p->verify_done = 0;
 		p->state_dirty = 0;
 		p->resync_done = 0;
 		pthread_mutex_unlock(&r->lock);
 		if (stop || !want) {
+			/* A secondary that leaves a primary misses its writes;
+			 * a primary that disconnects (not one that stops)
+			 * goes on writing. */
+			p->outdate_self = 1;
+			p->outdate_peer = !stop;
 			peer_teardown(p, stop ? "shutting down" : "disconnect", 0);
 			return;
 		}
@@ -961,9 +1014,12 @@ peer_established(struct peer *p, int source, int target)
 			return;
 		}
 		if (restart) {
+			p->outdate_self = 1;
 			peer_teardown(p, "reconnect", 0);
 			return;
 		}
+		if (outdate)
+			rsm_outdate(r, "behind the peer (pull-ahead)");
 		if (vdone) {
 			LOG_INFO("verify finished: %llu bytes differ from the peer%s",
 				 (unsigned long long)vbad, vbad ? ": marked out of sync, resyncing" : "");
@@ -992,9 +1048,15 @@ peer_established(struct peer *p, int source, int target)
 			source = 0;
 			peer_sync_finished_source(p);
 		} else if (done && atomic_exchange(&r->ahead, 0)) {
-			/* Caught up after pull-ahead; our STATE ends "behind". */
+			/* Caught up after pull-ahead: SYNC_DONE ends "behind"
+			 * and makes the peer's disk up to date again. */
+			struct px_state st;
+
 			peer_conn_state(r, RSM_C_CONNECTED, RSM_R_ESTABLISHED, "caught up");
-			dirty = 1;
+			peer_local_state(r, &st);
+			px_state_encode(buf, &st);
+			px_send_s(&p->meta, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
+			last_tx = util_now_ms();
 		}
 		if (dirty) {
 			struct px_state st;
@@ -1041,7 +1103,7 @@ peer_established(struct peer *p, int source, int target)
 					if (ls.role == RSM_PRIMARY && ds.oos_bytes && !source)
 						resync_kick(r, RESYNC_DATA);
 				}
-				if (m.type == PX_SYNC_DONE && target) {
+				if (m.type == PX_SYNC_DONE && (target || peer_is_behind(r))) {
 					target = 0;
 					peer_sync_finished_target(p, &st);
 				}
@@ -1056,13 +1118,17 @@ peer_established(struct peer *p, int source, int target)
 						return;
 					}
 				}
-				/* Status and events show the peer's new view. */
+				/* Status and events show the peer's new view; only
+				 * SYNC_DONE ends "behind". */
 				peer_conn_state(r, RSM_C_CONNECTED, source ? RSM_R_SYNCSOURCE :
 						target ? RSM_R_SYNCTARGET : atomic_load(&r->ahead) ?
-						RSM_R_AHEAD : RSM_R_ESTABLISHED, "peer state");
+						RSM_R_AHEAD : peer_is_behind(r) ? RSM_R_BEHIND :
+						RSM_R_ESTABLISHED, "peer state");
 				break;
 			case PX_DISCONNECT:
-				LOG_INFO("peer: the peer disconnected");
+				LOG_INFO("peer: the peer disconnected%s", (m.flags & PX_F_OUTDATE) ?
+					 " and goes on writing without this node" : "");
+				p->outdate_self = !!(m.flags & PX_F_OUTDATE);
 				peer_teardown(p, "peer disconnected", 0);
 				return;
 			default:

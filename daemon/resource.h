@@ -57,6 +57,11 @@ struct res {
 	uint64_t size;            /* data bytes exposed */
 	char device[512];         /* what status shows as "device" */
 
+	/* Held across a decision on the role or disk state, the superblock
+	 * write that records it and the state store (promote, demote,
+	 * outdate), so none acts on a state another is changing.  Taken
+	 * before lock, never on a queue thread. */
+	pthread_mutex_t role_lock;
 	pthread_mutex_t lock;     /* protects state and the fields below */
 	pthread_cond_t cond;
 	struct rsm_state state;

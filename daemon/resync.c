@@ -220,6 +220,16 @@ rs_rate_ok(struct rs *rs)
 	return 0;
 }
 
+/* A resync or verify never sends data to a primary: its users own the
+ * data now (a target promoted with --force).  The next connect decides. */
+static int
+rs_peer_primary(struct rs *rs)
+{
+	int role = 0, disk = 0;
+
+	return rs->mode != RESYNC_VERIFY && peer_info(rs->res, &role, &disk) == 0 && role;
+}
+
 static void
 rs_pump(struct rs *rs)
 {
@@ -229,10 +239,11 @@ rs_pump(struct rs *rs)
 
 	if (!rs->active)
 		return;
-	if (!lk_ready(rs->q->link)) {
+	if (!lk_ready(rs->q->link) || rs_peer_primary(rs)) {
 		if (rs->inflight == 0) {
 			rs->active = 0;
-			LOG_INFO("resync: paused (no link)");
+			LOG_INFO("resync: paused (%s)", lk_ready(rs->q->link) ? "the peer is primary"
+				 : "no link");
 		}
 		return;
 	}

@@ -156,6 +156,7 @@ rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
 	rsm_announce(r, &prev, &next, why);
 }
 
+
 /* Promotion table.  Refused when:
  *   the disk has failed or is absent               (nothing to serve)
  *   the peer is connected and primary              (issue: replication)
@@ -163,8 +164,12 @@ rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
  * Promoting starts a new generation: the old current identifier becomes
  * the bitmap identifier (what the peer last had in common), so a later
  * connect can tell which side changed. */
-int
-rsm_promote(struct res *r, int force, char *why, size_t len)
+/* Under role_lock.  0: nothing to do (primary already), -errno: refused
+ * (why set), 1: recorded primary; *sbp is what was written, and the hooks
+ * are held until the caller has made the device. */
+static int
+rsm_promote_decide(struct res *r, int force, char *why, size_t len, int *in_syncp,
+		   struct meta_sb *sbp)
 {
 	struct rsm_state s;
 	struct meta_sb sb;
@@ -185,6 +190,11 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 		if (s.repl == RSM_R_SYNCTARGET && !force) {
 			snprintf(why, len, "resync from the peer is still running (local data is "
 				 "inconsistent): wait-sync first");
+			return -EPERM;
+		}
+		if (s.repl == RSM_R_BEHIND && !force) {
+			snprintf(why, len, "this node is behind the peer (pull-ahead): its data "
+				 "misses writes until it has caught up: wait-sync first");
 			return -EPERM;
 		}
 	}
@@ -215,6 +225,25 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	/* The device appears once the data may be written. */
 	hook_hold();
 	rsm_set_role(r, RSM_PRIMARY, RSM_D_UPTODATE, force ? "promote --force" : "promote");
+	*in_syncp = in_sync;
+	*sbp = sb;
+	return 1;
+}
+
+int
+rsm_promote(struct res *r, int force, char *why, size_t len)
+{
+	struct rsm_state s;
+	struct meta_sb sb;
+	int rc, in_sync = 0;
+
+	/* Decided, recorded and stored under role_lock; the device is made
+	 * after, so the peer thread (outdate) never waits for it. */
+	pthread_mutex_lock(&r->role_lock);
+	rc = rsm_promote_decide(r, force, why, len, &in_sync, &sb);
+	pthread_mutex_unlock(&r->role_lock);
+	if (rc <= 0)
+		return rc;
 	rc = fe_for(r)->activate(r, why, len);
 	if (rc) {
 		LOG_ERROR("promote: the device could not be created: %s", why);
@@ -257,6 +286,29 @@ rsm_resume_primary(struct res *r)
 }
 
 int
+rsm_outdate(struct res *r, const char *why)
+{
+	struct rsm_state s;
+	struct meta_sb sb;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->role_lock);
+	rsm_get(r, &s);
+	if (s.role == RSM_PRIMARY) {
+		rc = -EBUSY;
+	} else if (s.disk == RSM_D_UPTODATE) {
+		dm_sb_get(r->dm, &sb);
+		sb.flags &= ~META_F_UPTODATE;
+		/* On disk first: a crash right after must not forget it. */
+		rc = dm_sb_write(r->dm, &sb);
+		if (!rc)
+			rsm_set_role(r, RSM_SECONDARY, RSM_D_OUTDATED, why);
+	}
+	pthread_mutex_unlock(&r->role_lock);
+	return rc;
+}
+
+int
 rsm_demote(struct res *r, char *why, size_t len)
 {
 	struct rsm_state s;
@@ -278,14 +330,17 @@ rsm_demote(struct res *r, char *why, size_t len)
 		return rc;
 	fe_link_del(r, dev);
 	atomic_store(&r->writable, 0);
+	pthread_mutex_lock(&r->role_lock);
 	dm_sb_get(r->dm, &sb);
 	sb.flags &= ~META_F_PRIMARY;
 	rc = dm_sb_write(r->dm, &sb);
+	if (!rc)
+		rsm_set_role(r, RSM_SECONDARY, -1, "demote");
+	pthread_mutex_unlock(&r->role_lock);
 	if (rc) {
 		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
 		return rc;
 	}
-	rsm_set_role(r, RSM_SECONDARY, -1, "demote");
 	peer_state_changed(r);
 	return 0;
 }

@@ -44,6 +44,14 @@ void rsm_get(struct res *r, struct rsm_state *out);
  * words for the operator (mirrorctl exits 1 with it). */
 int rsm_promote(struct res *r, int force, char *why, size_t len);
 int rsm_demote(struct res *r, char *why, size_t len);
+/* Outdated, as DRBD has it: consistent data that misses writes a primary
+ * made without this node.  Recorded in the metadata (META_F_UPTODATE
+ * cleared, META_F_CONSISTENT kept) before the state says so; only a resync
+ * (or promote --force) makes the disk up to date again, and promote
+ * refuses it without --force.  No-op unless secondary and up to date;
+ * -EBUSY on a primary.  Any thread but the queue threads (it writes the
+ * superblock). */
+int rsm_outdate(struct res *r, const char *why);
 /* Start-up: the front end re-attached a device left by a crashed daemon
  * (ublk user recovery): this node is primary again. */
 void rsm_resume_primary(struct res *r);

@@ -57,7 +57,7 @@ static const struct px_type_info px_types[PX_TYPE_MAX] = {
 	[PX_PING] = EXACT("PING", 0),
 	[PX_PING_ACK] = EXACT("PING_ACK", 0),
 	[PX_SYNC_DONE] = EXACT("SYNC_DONE", sizeof(struct px_state)),
-	[PX_DISCONNECT] = EXACT("DISCONNECT", 0),
+	[PX_DISCONNECT] = EXACT_F("DISCONNECT", 0, PX_F_OUTDATE),
 	[PX_WRITE] = { .name = "WRITE", .rule = PX_LEN_DATA, .flags = PX_F_FUA },
 	[PX_WRITE_ACK] = EXACT("WRITE_ACK", sizeof(struct px_ack)),
 	[PX_RECV_ACK] = EXACT("RECV_ACK", 0),

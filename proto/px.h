@@ -74,6 +74,8 @@ struct px_hdr {
 #define PX_F_NO_HOLE (1u << 1)  /* PX_TRIM used as write-zeroes that allocates */
 #define PX_F_ZERO    (1u << 2)  /* PX_TRIM: write zeroes (else trim) */
 #define PX_F_APP     (1u << 3)  /* PX_FLUSH: an application's flush (else the link's own) */
+#define PX_F_OUTDATE (1u << 4)  /* PX_DISCONNECT: the sender (primary) goes on writing
+				 * without the receiver, which is outdated from now */
 
 enum px_link { PX_LINK_META = 1, PX_LINK_DATA = 2 };
 

@@ -47,7 +47,7 @@ usage(FILE *f)
 		"  show-md                                     print the on-disk metadata (daemon stopped)\n"
 		"  status [--json]          events             promote [--force]     demote\n"
 		"  connect   disconnect     invalidate         verify                discard-my-data\n"
-		"  wait-sync [--timeout S]  wait-connect [--timeout S]  resume-io\n");
+		"  wait-sync [--timeout S]  wait-connect [--timeout S]  resume-io  outdate\n");
 }
 
 static void
@@ -460,7 +460,7 @@ main(int argc, char **argv)
 	};
 	static const char *daemon_cmds[] = { "status", "events", "promote", "demote", "connect",
 					     "disconnect", "invalidate", "verify",
-					     "discard-my-data", "resume-io" };
+					     "discard-my-data", "resume-io", "outdate" };
 	struct opts o = { .granularity = 4096 };
 	const char *cmd;
 	char *end;

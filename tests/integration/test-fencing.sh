@@ -7,10 +7,12 @@ source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
 bm_setup
 
-# The fence handler succeeds once $T/go exists (fails at once if $T/fail does).
+# The fence handler succeeds once $T/go exists (fails at once if $T/fail
+# does); with $T/code it exits with that status at once.
 cat >"$T/fence" <<HOOK
 #!/bin/sh
 echo "fence \$BLKMIRROR_NODE \$BLKMIRROR_PEER" >>"$T/fenced"
+[ -e "$T/code" ] && exit \$(cat "$T/code")
 while [ ! -e "$T/go" ]; do
     [ -e "$T/fail" ] && exit 1
     sleep 0.1
@@ -75,8 +77,29 @@ touch "$T/go"
 wait_for 20 test -e "$T/w1"
 assert_contains "$T/ra-alpha.log" "fence-peer succeeded: resuming I/O" "resume logged"
 
+# DRBD's exit statuses: 4 (the peer is outdated) resumes, 6 (the peer is
+# primary) leaves I/O frozen until resume-io.
+rm -f "$T/go"
+fence_with() {   # fence_with CODE WRITER-FILE: beta back, then lost again
+    echo "$1" >"$T/code"
+    bm_start "$CB" beta; PB=$BM_PID
+    ctla wait-sync --timeout 30 || fail "beta did not come back"
+    bm_kill9 "$PB"
+    writer "$2" &
+    wait_for 20 grep -q "fence-peer.*exit $1\|fence-peer failed ($1" "$T/ra-alpha.log"
+}
+fence_with 4 "$T/w4"
+wait_for 20 test -e "$T/w4"
+assert_contains "$T/ra-alpha.log" "exit 4: the peer is outdated" "exit 4 read as outdated"
+fence_with 6 "$T/w6"
+sleep 1
+[ -e "$T/w6" ] && fail "a write completed although the peer said it is primary"
+ctla resume-io
+wait_for 20 test -e "$T/w6"
+rm -f "$T/code"
+
 # Again with a failing handler: frozen until resume-io.
-rm -f "$T/go"; touch "$T/fail"
+touch "$T/fail"
 bm_start "$CB" beta; PB=$BM_PID
 ctla wait-sync --timeout 30 || fail "beta did not come back"
 bm_kill9 "$PB"

@@ -26,13 +26,13 @@ bm_pair_initial_sync
 ctlb disconnect
 ctla disconnect
 ctla demote
-ctlb promote
+ctlb promote --force   # beta left a primary in order: outdated
 ctlb demote
 ctla promote
 "$PYTHON" -c 'import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"x"*4096, 0); h.flush()' "$UA"
 ctla demote
 "$PYTHON" -c 'import sys' # both changed nothing on beta; alpha wrote: split brain needs both changed
-ctlb promote
+ctlb promote --force
 "$PYTHON" -c 'import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"y"*4096, 8192); h.flush()' "$UB"
 ctlb demote
 ctla connect; ctlb connect

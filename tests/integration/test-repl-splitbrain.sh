@@ -11,7 +11,7 @@ bm_pair_initial_sync
 
 ctlb disconnect
 ctla disconnect
-ctlb promote
+ctlb promote --force   # beta left a primary in order: outdated
 "$PYTHON" -c 'import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"A"*8192, 0); h.flush()' "$UA"
 "$PYTHON" -c 'import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"B"*8192, 4<<20); h.flush()' "$UB"
 ctlb demote
