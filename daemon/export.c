@@ -93,7 +93,12 @@ export_hs_thread(void *arg)
 		setsockopt(h->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
 		setsockopt(h->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
 		export_hs_forget(h->fd);
-		queue_adopt_nbd(r, h->fd, res.structured, ro, name);
+		/* A client that asked for the block size constraints keeps
+		 * to max-io-size; others may send what the spec allows by
+		 * default, served in pieces. */
+		queue_adopt_nbd(r, h->fd, res.structured, ro,
+				res.block_size ? 0 : MAX(NBD_DEFAULT_MAX_PAYLOAD, r->conf.max_io_size),
+				name);
 		free(h);
 		return NULL;
 	}

@@ -23,6 +23,7 @@ struct adopt_msg {
 	struct ev_msg msg;
 	struct res_queue *q;
 	int fd, structured, read_only;
+	uint32_t max_request;
 	char name[96];
 };
 
@@ -59,6 +60,7 @@ queue_adopt_run(struct ev_msg *m)
 		.sink = wp_sink(q->wp),
 		.size = r->size,
 		.max_payload = r->conf.max_io_size,
+		.max_request = a->max_request,
 		.depth = r->conf.queue_depth,
 		.structured = a->structured,
 		.read_only = a->read_only,
@@ -92,7 +94,8 @@ queue_adopt_run(struct ev_msg *m)
 }
 
 void
-queue_adopt_nbd(struct res *r, int fd, int structured, int read_only, const char *name)
+queue_adopt_nbd(struct res *r, int fd, int structured, int read_only, uint32_t max_request,
+		const char *name)
 {
 	struct adopt_msg *a = calloc(1, sizeof(*a));
 	unsigned i = atomic_fetch_add(&r->next_queue, 1) % r->nqueues;
@@ -108,6 +111,7 @@ queue_adopt_nbd(struct res *r, int fd, int structured, int read_only, const char
 	a->fd = fd;
 	a->structured = structured;
 	a->read_only = read_only;
+	a->max_request = max_request;
 	snprintf(a->name, sizeof(a->name), "%s", name);
 	ev_post(a->q->loop, &a->msg);
 }

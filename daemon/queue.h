@@ -15,7 +15,9 @@ void queue_stop_all(struct res *r);
 /* Any thread: serve an NBD connection that finished its handshake on the
  * next queue (round robin).  Takes ownership of fd.  read_only connections
  * do not count as writers; others were counted in r->writers by the caller
- * and are uncounted when they close. */
-void queue_adopt_nbd(struct res *r, int fd, int structured, int read_only, const char *name);
+ * and are uncounted when they close.  max_request: the largest READ/WRITE
+ * accepted (see nbds_params); 0 for max-io-size. */
+void queue_adopt_nbd(struct res *r, int fd, int structured, int read_only,
+		     uint32_t max_request, const char *name);
 
 #endif

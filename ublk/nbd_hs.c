@@ -339,6 +339,7 @@ struct nbdh_info_req {
 	uint32_t name_len;       /* name starts at data + 4 */
 	int want_name;
 	int want_description;
+	int want_block_size;
 };
 
 /* Checks every length in INFO/GO data against optlen exactly.
@@ -368,6 +369,8 @@ nbdh_parse_info_go(const uint8_t *d, uint32_t len, struct nbdh_info_req *q)
 			q->want_name = 1;
 		else if (be16toh(t) == NBD_INFO_DESCRIPTION)
 			q->want_description = 1;
+		else if (be16toh(t) == NBD_INFO_BLOCK_SIZE)
+			q->want_block_size = 1;
 	}
 	q->name_len = nl;
 	return 0;
@@ -451,7 +454,11 @@ nbdh_opt_info_go(struct nbdh_conn *c, uint32_t opt, uint32_t len)
 		rc = nbdh_send_simple(c, opt, NBD_REP_ACK);
 	if (rc)
 		return rc;
-	return opt == NBD_OPT_GO ? NBDH_DONE : 0;
+	if (opt != NBD_OPT_GO)
+		return 0;
+	/* Only GO commits the client to the constraints (INFO only asks). */
+	c->out->block_size = q.want_block_size;
+	return NBDH_DONE;
 }
 
 /* Returns 0 to go on haggling, NBDH_DONE, or -errno to drop the client. */
@@ -532,6 +539,7 @@ nbdh_negotiate(int fd, const struct nbdh_export *e, struct nbdh_result *out,
 		err[0] = '\0';
 	out->structured = 0;
 	out->no_zeroes = 0;
+	out->block_size = 0;
 	/* Replies are built in fixed buffers sized for the spec's limit. */
 	if (!e->name || strlen(e->name) > NBDH_MAX_STRING ||
 	    (e->description && strlen(e->description) > NBDH_MAX_STRING))

@@ -21,6 +21,9 @@ struct nbdh_export {
 struct nbdh_result {
 	int structured;          /* client negotiated NBD_OPT_STRUCTURED_REPLY */
 	int no_zeroes;
+	int block_size;          /* GO asked for NBD_INFO_BLOCK_SIZE: the client committed to
+				  * max_block; without it the spec's defaults apply (READ and
+				  * WRITE of up to 32 MiB) */
 };
 
 /* Runs the handshake on fd: greeting, client flags, the option haggling

@@ -140,6 +140,7 @@ srv_start(struct srv *s, const struct nbdh_export *e)
 	s->e = e;
 	s->res.structured = -1;
 	s->res.no_zeroes = -1;
+	s->res.block_size = -1;
 	CU_ASSERT_FATAL(pthread_create(&s->th, NULL, srv_main, s) == 0);
 }
 
@@ -325,13 +326,16 @@ test_nbd_hs_go_block_sizes(void)
 	CU_ASSERT(srv_finish(&s) == 0);
 	CU_ASSERT(s.res.structured == 0);
 	CU_ASSERT(s.res.no_zeroes == 0);
+	/* Asked for in GO: the client committed to the maximum. */
+	CU_ASSERT(s.res.block_size == 1);
 	CU_ASSERT(s.err[0] == '\0');
 }
 
 static void
 test_nbd_hs_info_then_go(void)
 {
-	static const uint16_t infos[] = { NBD_INFO_NAME, 0x7777, NBD_INFO_DESCRIPTION };
+	static const uint16_t infos[] = { NBD_INFO_NAME, 0x7777, NBD_INFO_DESCRIPTION,
+					  NBD_INFO_BLOCK_SIZE };
 	struct srv s;
 	struct seen v;
 
@@ -339,7 +343,7 @@ test_nbd_hs_info_then_go(void)
 	cli_greet(&s, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
 	/* INFO on the default name: the canonical name comes back, the
 	 * unknown info type is ignored, and haggling goes on. */
-	CU_ASSERT(cli_info_go(&s, NBD_OPT_INFO, "", infos, 3, &v) == NBD_REP_ACK);
+	CU_ASSERT(cli_info_go(&s, NBD_OPT_INFO, "", infos, 4, &v) == NBD_REP_ACK);
 	CU_ASSERT(v.export == 1 && v.block == 1 && v.name == 1 && v.desc == 1);
 	CU_ASSERT(v.other == 0);
 	CU_ASSERT_STRING_EQUAL(v.name_s, "r0");
@@ -351,6 +355,8 @@ test_nbd_hs_info_then_go(void)
 	CU_ASSERT(cli_eof(&s));
 	CU_ASSERT(srv_finish(&s) == 0);
 	CU_ASSERT(s.res.no_zeroes == 1);
+	/* Asked for by INFO only, not by GO: the spec's default maximum applies. */
+	CU_ASSERT(s.res.block_size == 0);
 }
 
 static void
