@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/util.h"
@@ -739,6 +740,36 @@ test_nbd_hs_bad_export(void)
 	close(sv[1]);
 }
 
+/* One deadline for the whole handshake: a client that sends an option
+ * header a byte at a time, each well within any per-read timeout, is
+ * dropped with -ETIMEDOUT once the deadline passes. */
+static void
+test_nbd_hs_deadline(void)
+{
+	static const struct nbdh_export e = {
+		.name = "r0", .size = 1 << 20, .min_block = 1, .pref_block = 4096,
+		.max_block = 1 << 20, .timeout_ms = 300,
+	};
+	uint8_t opt[16] = { 0x49, 0x48, 0x41, 0x56, 0x45, 0x4f, 0x50, 0x54, 0, 0, 0, 3 };
+	struct timespec ts = { .tv_nsec = 40 * 1000 * 1000 };
+	struct srv s;
+	uint64_t t0 = util_now_ms(), took;
+
+	srv_start(&s, &e);
+	cli_greet(&s, NBD_FLAG_C_FIXED_NEWSTYLE);
+	for (size_t i = 0; i < sizeof(opt); i++) {
+		if (send(s.cfd, &opt[i], 1, MSG_NOSIGNAL) != 1)
+			break;	/* dropped already */
+		nanosleep(&ts, NULL);
+	}
+	CU_ASSERT(pthread_join(s.th, NULL) == 0);
+	took = util_now_ms() - t0;
+	close(s.cfd);
+	CU_ASSERT(s.rc == -ETIMEDOUT);
+	CU_ASSERT(took >= 300 && took < 2000);
+	CU_ASSERT(strstr(s.err, "deadline") != NULL);
+}
+
 int
 main(void)
 {
@@ -765,6 +796,7 @@ main(void)
 		{ "test_nbd_hs_starttls", test_nbd_hs_starttls },
 		{ "test_nbd_hs_option_limit", test_nbd_hs_option_limit },
 		{ "test_nbd_hs_bad_export", test_nbd_hs_bad_export },
+		{ "test_nbd_hs_deadline", test_nbd_hs_deadline },
 	};
 
 	/* A side that writes after the other closed must get EPIPE. */
