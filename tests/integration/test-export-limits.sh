@@ -5,7 +5,7 @@
 # drips its handshake a byte at a time, is dropped once handshake-timeout
 # (default 10 s) has passed since it connected; 200 connections that each
 # use buffers and close leave the daemon's VmRSS bounded, and it still
-# serves.  The defaults are what is tested.
+# serves.  The defaults are tested on a unix socket, other values over TCP.
 # timeout: 120
 # shellcheck source=SCRIPTDIR/functions.sh
 source "$(dirname "$0")/functions.sh"
@@ -138,4 +138,28 @@ after=$(rss)
 echo "VmRSS after 20 connections: $before kB, after 200 more: $after kB"
 ((after - before < 32 * 1024)) || fail "VmRSS grew from $before kB to $after kB over 200 connections"
 still_serving "200 connections"
+bm_stop "$BM_PID"
+
+# ---- over TCP, with other values (bash's /dev/tcp as the clients) ----
+port=$(bm_free_ports 1)
+conf=$(bm_conf r1 export-listen=127.0.0.1:"$port" max-connections=2 handshake-timeout=1.5)
+bm_disk r1 64M
+"$MIRRORCTL" -c "$conf" create-md >/dev/null
+bm_start "$conf" alpha
+turi=nbd://127.0.0.1:$port/r1
+exec 7<>"/dev/tcp/127.0.0.1/$port" 8<>"/dev/tcp/127.0.0.1/$port"
+t0=$EPOCHREALTIME
+sleep 0.3
+exec 9<>"/dev/tcp/127.0.0.1/$port"
+assert_eq "$(timeout 2 head -c 18 <&9 | wc -c)" 0 "bytes for a third TCP connection with max-connections = 2"
+exec 9<&-
+# Both silent ones: the greeting, then closed at the deadline.
+assert_eq "$(timeout 5 cat <&7 | wc -c)" 18 "bytes before the deadline closed a silent TCP connection"
+took=$(bm_elapsed "$t0")
+assert_eq "$(timeout 5 cat <&8 | wc -c)" 18 "bytes before the deadline closed the other"
+exec 7<&- 8<&-
+echo "silent TCP connections dropped after $took s (handshake-timeout = 1.5)"
+[[ $took =~ ^(1|2)\. ]] || fail "silent TCP connections dropped after $took s, expected 1.5"
+assert_eq "$(nbdinfo --size "$turi")" "$(bm_status_field "$conf" .size_bytes)" "a TCP client after the deadline"
+assert_contains "$T/r1-alpha.log" 'nbd: 2 connections \(max-connections\): refusing' "log names the TCP refusal"
 bm_stop "$BM_PID"
