@@ -448,8 +448,10 @@ nbds_big_write_done(struct nbds_conn *c, struct nbds_tag *t, int res)
 		t->err = nbds_errno_to_nbd(res);
 	t->big_done += t->r.len;
 	if (t->big_done == t->big_len) {
-		nbds_reply(c, t);
+		/* Ended before the reply: a reply dropped on a dead
+		 * connection frees the tag, which must not be c->big then. */
 		nbds_big_end(c);
+		nbds_reply(c, t);
 		return;
 	}
 	if (c->rx_stopped) {	/* the rest never arrives: no reply, no more pieces */
