@@ -20,7 +20,7 @@
 /* Longest line accepted.  inih's line buffer is a stack array of
  * ini_max_line bytes, which must hold the line plus "\r\n\0". */
 #define CONF_LINE_MAX (CONF_PATH_MAX + 256)
-#define CONF_RESOURCE_NKEYS 30
+#define CONF_RESOURCE_NKEYS 32
 #define CONF_UNIX_PREFIX "unix:"
 #define CONF_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
@@ -478,6 +478,8 @@ static const struct conf_key conf_resource_keys[] = {
 	{ "queues", set_uint, F(queues), 1, 16, false },
 	{ "queue-depth", set_uint, F(queue_depth), 1, 1024, false },
 	{ "max-io-size", set_size, F(max_io_size), 4096, 32u << 20, true },
+	{ "max-connections", set_uint, F(max_connections), 1, 1024, false },
+	{ "handshake-timeout", set_seconds_ms, F(handshake_timeout_ms), 1, 600000, false },
 	{ "al-extents", set_uint, F(al_extents), 7, 65534, false },
 	{ "al-extent-size", set_size, F(al_extent_size), 64u << 10, 1u << 30, true },
 	{ "direct-io", set_direct_io, F(direct_io), 0, 0, false },
@@ -803,6 +805,8 @@ conf_defaults(struct conf *c)
 	c->queues = 1;
 	c->queue_depth = 128;
 	c->max_io_size = 1u << 20;
+	c->max_connections = 16;
+	c->handshake_timeout_ms = 10000;
 	c->al_extents = 257;
 	c->al_extent_size = 4u << 20;
 	c->direct_io = CONF_DIRECT_AUTO;
@@ -893,10 +897,25 @@ conf_dump_str(FILE *out, const char *key, const char *v)
 		fprintf(out, "%s = %s\n", key, v);
 }
 
+/* Seconds as the parser reads them back: no needless decimals. */
+static void
+conf_dump_secs(FILE *out, const char *key, uint32_t v_ms)
+{
+	unsigned s = v_ms / 1000, ms = v_ms % 1000;
+
+	if (ms == 0)
+		fprintf(out, "%s = %u\n", key, s);
+	else if (ms % 100 == 0)
+		fprintf(out, "%s = %u.%u\n", key, s, ms / 100);
+	else if (ms % 10 == 0)
+		fprintf(out, "%s = %u.%02u\n", key, s, ms / 10);
+	else
+		fprintf(out, "%s = %u.%03u\n", key, s, ms);
+}
+
 void
 conf_dump(const struct conf *c, FILE *out)
 {
-	unsigned ms = c->ping_timeout_ms % 1000;
 
 	fprintf(out, "[resource]\n");
 	fprintf(out, "name = %s\n", c->name);
@@ -914,19 +933,14 @@ conf_dump(const struct conf *c, FILE *out)
 	fprintf(out, "queues = %u\n", c->queues);
 	fprintf(out, "queue-depth = %u\n", c->queue_depth);
 	fprintf(out, "max-io-size = %u\n", c->max_io_size);
+	fprintf(out, "max-connections = %u\n", c->max_connections);
+	conf_dump_secs(out, "handshake-timeout", c->handshake_timeout_ms);
 	fprintf(out, "al-extents = %u\n", c->al_extents);
 	fprintf(out, "al-extent-size = %llu\n", (unsigned long long)c->al_extent_size);
 	fprintf(out, "direct-io = %s\n",
 		(unsigned)c->direct_io < ARRAY_SIZE(conf_direct_words) ?
 		conf_direct_words[c->direct_io] : "?");
-	if (ms == 0)
-		fprintf(out, "ping-timeout = %u\n", c->ping_timeout_ms / 1000);
-	else if (ms % 100 == 0)
-		fprintf(out, "ping-timeout = %u.%u\n", c->ping_timeout_ms / 1000, ms / 100);
-	else if (ms % 10 == 0)
-		fprintf(out, "ping-timeout = %u.%02u\n", c->ping_timeout_ms / 1000, ms / 10);
-	else
-		fprintf(out, "ping-timeout = %u.%03u\n", c->ping_timeout_ms / 1000, ms);
+	conf_dump_secs(out, "ping-timeout", c->ping_timeout_ms);
 	fprintf(out, "max-async-lag = %llu\n", (unsigned long long)c->max_async_lag);
 	fprintf(out, "on-congestion = %s\n",
 		conf_congestion_words[c->on_congestion_pull_ahead ? 1 : 0]);

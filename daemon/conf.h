@@ -39,6 +39,10 @@ struct conf {
 	uint32_t queues;          /* queues = N, 1..16, default 1 */
 	uint32_t queue_depth;     /* queue-depth = N, 1..1024, default 128 */
 	uint32_t max_io_size;     /* max-io-size = SIZE, 4K..32M power of two, default 1M */
+	uint32_t max_connections; /* max-connections = N, 1..1024, default 16: NBD export
+				   * connections at once, handshakes included */
+	uint32_t handshake_timeout_ms; /* handshake-timeout = seconds, default 10: the whole
+					* NBD handshake of one export connection */
 	uint32_t al_extents;      /* al-extents = N, 7..65534, default 257 */
 	uint64_t al_extent_size;  /* al-extent-size = SIZE, 64K..1G power of two, default 4M */
 	enum conf_direct direct_io; /* direct-io = auto|yes|no, default auto */

@@ -18,8 +18,8 @@
 #include "ublk/nbd_hs.h"
 #include "ublk/nbd_proto.h"
 
-#define EXPORT_HS_TIMEOUT_S 30
-#define EXPORT_HS_MAX 64          /* handshakes at once */
+#define EXPORT_HS_MAX 64          /* handshakes at once, below max-connections */
+#define EXPORT_REFUSE_LOG_MS 1000 /* one line per second about refused clients */
 
 struct export_hs {
 	struct res *res;
@@ -36,6 +36,13 @@ static unsigned hs_serial;
 static int export_is_unix;
 
 static void export_arm_accept(struct res *r);
+
+/* A connection counted at accept ended before reaching a queue. */
+static void
+export_conn_gone(struct res *r)
+{
+	atomic_fetch_sub(&r->export_conns, 1);
+}
 
 static void
 export_hs_forget(int fd)
@@ -68,9 +75,12 @@ export_hs_thread(void *arg)
 		.min_block = disk_align(r->disk) > 1 ? 512 : 1,
 		.pref_block = 4096,
 		.max_block = r->conf.max_io_size,
+		/* One deadline for the whole handshake: a client dripping a
+		 * byte at a time must not keep this thread and its slot. */
+		.timeout_ms = r->conf.handshake_timeout_ms,
 	};
 	struct nbdh_result res = { 0 };
-	struct timeval tv = { .tv_sec = EXPORT_HS_TIMEOUT_S }, none = { 0 };
+	struct queue_nbd o = { .export_conn = 1 };
 	char desc[128], err[256], name[96];
 	int ro, rc;
 
@@ -86,24 +96,30 @@ export_hs_thread(void *arg)
 	pthread_mutex_unlock(&r->lock);
 	if (ro)
 		e.tflags |= NBD_FLAG_READ_ONLY;
-	setsockopt(h->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(h->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	rc = nbdh_negotiate(h->fd, &e, &res, err, sizeof(err));
 	if (rc == 0 && !atomic_load(&r->shutting_down)) {
-		setsockopt(h->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
-		setsockopt(h->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
 		export_hs_forget(h->fd);
-		queue_adopt_nbd(r, h->fd, res.structured, ro, name);
+		o.structured = res.structured;
+		o.read_only = ro;
+		/* A client that asked for the block size constraints keeps
+		 * to max-io-size; others may send what the spec allows by
+		 * default, served in pieces. */
+		o.max_request = res.block_size ? 0 : MAX(NBD_DEFAULT_MAX_PAYLOAD, r->conf.max_io_size);
+		queue_adopt_nbd(r, h->fd, &o, name);
 		free(h);
 		return NULL;
 	}
 	if (rc == -ESHUTDOWN)
 		LOG_DEBUG("nbd %s: %s", name, err);
+	else if (rc == -ETIMEDOUT)
+		LOG_WARN("nbd %s: handshake failed: %s (handshake-timeout %u ms)", name, err,
+			 r->conf.handshake_timeout_ms);
 	else if (rc)
 		LOG_WARN("nbd %s: handshake failed: %s", name, err);
 	if (!ro)
 		atomic_fetch_sub(&r->writers, 1);
 	export_hs_forget(h->fd);
+	export_conn_gone(r);
 	close(h->fd);
 	free(h);
 	return NULL;
@@ -130,7 +146,8 @@ export_start_hs(struct res *r, int fd)
 	}
 	pthread_mutex_unlock(&hs_lock);
 	if (slot == EXPORT_HS_MAX) {
-		LOG_WARN("nbd: too many handshakes in progress: refusing a connection");
+		LOG_WARN("nbd: %d handshakes in progress: refusing a connection", EXPORT_HS_MAX);
+		export_conn_gone(r);
 		close(fd);
 		return;
 	}
@@ -149,7 +166,35 @@ export_start_hs(struct res *r, int fd)
 		free(h);
 	}
 	export_hs_forget(fd);
+	export_conn_gone(r);
 	close(fd);
+}
+
+/* Counts a new connection unless max-connections are open already.  Only
+ * the control thread adds, so the check cannot be raced past; each
+ * connection's buffers (queue-depth x max-io-size) are bounded this way.
+ * A flood of refusals logs one line a second. */
+static int
+export_admit(struct res *r)
+{
+	static unsigned refused;
+	static uint64_t last_log_ms;
+	unsigned n = atomic_load(&r->export_conns);
+	uint64_t now;
+
+	if (n < r->conf.max_connections) {
+		atomic_fetch_add(&r->export_conns, 1);
+		return 1;
+	}
+	refused++;
+	now = util_now_ms();
+	if (now - last_log_ms >= EXPORT_REFUSE_LOG_MS) {
+		LOG_WARN("nbd: %u connections (max-connections): refusing new ones "
+			 "(%u refused since the last message)", n, refused);
+		refused = 0;
+		last_log_ms = now;
+	}
+	return 0;
 }
 
 static void
@@ -164,7 +209,9 @@ export_accept_done(struct ev_op *op, int res, uint32_t flags)
 			close(res);
 		return;
 	}
-	if (res >= 0) {
+	if (res >= 0 && !export_admit(r)) {
+		close(res);
+	} else if (res >= 0) {
 		if (!export_is_unix)
 			setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		export_start_hs(r, res);

@@ -205,7 +205,9 @@ fe_nbd_activate(struct res *r, char *err, size_t len)
 	for (i = 0; i < c.nsocks; i++) {
 		atomic_fetch_add(&r->writers, 1);
 		snprintf(name, sizeof(name), "/dev/nbd%d#%u", index, i);
-		queue_adopt_nbd(r, qfd[i], 0 /* simple replies */, 0 /* read-write */, name);
+		/* Simple replies; the kernel keeps to max-io-size (the
+		 * device's max_hw_sectors). */
+		queue_adopt_nbd(r, qfd[i], &(struct queue_nbd){ 0 }, name);
 	}
 	n->index = index;
 	n->nsocks = c.nsocks;

@@ -15,16 +15,27 @@
 struct res_conn {
 	struct res_queue *q;
 	struct nbds_conn *c;
-	int read_only;
+	int read_only, export_conn;
 	struct res_conn *next;
 };
 
 struct adopt_msg {
 	struct ev_msg msg;
 	struct res_queue *q;
-	int fd, structured, read_only;
+	int fd;
+	struct queue_nbd o;
 	char name[96];
 };
+
+/* Gives back what the caller of queue_adopt_nbd counted. */
+static void
+queue_uncount(struct res *r, int read_only, int export_conn)
+{
+	if (!read_only)
+		atomic_fetch_sub(&r->writers, 1);
+	if (export_conn)
+		atomic_fetch_sub(&r->export_conns, 1);
+}
 
 static void
 queue_conn_closed(struct nbds_conn *c, void *arg)
@@ -40,8 +51,7 @@ queue_conn_closed(struct nbds_conn *c, void *arg)
 		}
 	}
 	q->nconns--;
-	if (!rc->read_only)
-		atomic_fetch_sub(&q->res->writers, 1);
+	queue_uncount(q->res, rc->read_only, rc->export_conn);
 	free(rc);
 	if (q->stopping && q->nconns == 0)
 		ev_stop(q->loop);
@@ -59,9 +69,10 @@ queue_adopt_run(struct ev_msg *m)
 		.sink = wp_sink(q->wp),
 		.size = r->size,
 		.max_payload = r->conf.max_io_size,
+		.max_request = a->o.max_request,
 		.depth = r->conf.queue_depth,
-		.structured = a->structured,
-		.read_only = a->read_only,
+		.structured = a->o.structured,
+		.read_only = a->o.read_only,
 		.name = a->name,
 		.closed = queue_conn_closed,
 	};
@@ -69,21 +80,21 @@ queue_adopt_run(struct ev_msg *m)
 
 	if (!rc || q->stopping) {
 		close(a->fd);
-		if (!a->read_only)
-			atomic_fetch_sub(&r->writers, 1);
+		queue_uncount(r, a->o.read_only, a->o.export_conn);
 		free(rc);
 		free(a);
 		return;
 	}
 	rc->q = q;
-	rc->read_only = a->read_only;
+	rc->read_only = a->o.read_only;
+	rc->export_conn = a->o.export_conn;
 	p.arg = rc;
 	/* Listed before it starts: it may close (and unlist) at once. */
 	rc->next = q->conns;
 	q->conns = rc;
 	q->nconns++;
 	LOG_INFO("nbd %s: connected on queue %u (%s)", a->name, q->index,
-		 a->read_only ? "read-only" : "read-write");
+		 a->o.read_only ? "read-only" : "read-write");
 	if (nbds_conn_new(&rc->c, &p) < 0) {
 		LOG_WARN("nbd %s: out of memory for the connection", a->name);
 		queue_conn_closed(NULL, rc);
@@ -92,22 +103,20 @@ queue_adopt_run(struct ev_msg *m)
 }
 
 void
-queue_adopt_nbd(struct res *r, int fd, int structured, int read_only, const char *name)
+queue_adopt_nbd(struct res *r, int fd, const struct queue_nbd *o, const char *name)
 {
 	struct adopt_msg *a = calloc(1, sizeof(*a));
 	unsigned i = atomic_fetch_add(&r->next_queue, 1) % r->nqueues;
 
 	if (!a) {
 		close(fd);
-		if (!read_only)
-			atomic_fetch_sub(&r->writers, 1);
+		queue_uncount(r, o->read_only, o->export_conn);
 		return;
 	}
 	a->msg.fn = queue_adopt_run;
 	a->q = &r->queues[i];
 	a->fd = fd;
-	a->structured = structured;
-	a->read_only = read_only;
+	a->o = *o;
 	snprintf(a->name, sizeof(a->name), "%s", name);
 	ev_post(a->q->loop, &a->msg);
 }

@@ -76,6 +76,9 @@ struct res {
 	struct fe_ublk *ublk;     /* frontend = ublk: its state (control thread) */
 	struct fe_nbd *nbd;       /* frontend = nbd: its state (control thread) */
 	int export_fd;            /* listening NBD export socket, or -1 */
+	/* Export connections, handshakes included (max-connections): added
+	 * at accept on the control thread, removed where each one ends. */
+	_Atomic unsigned export_conns;
 	struct ev_op export_op;
 	_Atomic int shutting_down;
 

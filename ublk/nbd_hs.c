@@ -13,16 +13,22 @@
  * - NBD_FLAG_SEND_DF is cleared unless structured replies were negotiated
  *   (the spec says MUST).
  * - A clean close between messages is -ESHUTDOWN; a close part-way through
- *   an option is -ECONNRESET (from util_read_full).
- * Writes use write(2): the caller must ignore SIGPIPE. */
+ *   an option is -ECONNRESET.
+ * - The whole handshake has one deadline (e->timeout_ms): every read and
+ *   write waits in poll(2) for what is left of it, so a client that drips
+ *   a byte at a time cannot keep the thread longer than one that sends
+ *   nothing.  Past it: -ETIMEDOUT.
+ * Sockets only (send/recv with MSG_NOSIGNAL: no SIGPIPE). */
 #include "ublk/nbd_hs.h"
 
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -42,6 +48,7 @@
 
 struct nbdh_conn {
 	int fd;
+	uint64_t deadline_ms;          /* util_now_ms() value; 0: none */
 	int fixed;                     /* client set C_FIXED_NEWSTYLE */
 	const struct nbdh_export *e;
 	size_t name_len;               /* strlen(e->name) */
@@ -75,7 +82,7 @@ nbdh_fail(struct nbdh_conn *c, int rc, const char *fmt, ...)
 	return rc;
 }
 
-/* A socket error while doing `what`; EOF comes back from util_read_full
+/* A socket error while doing `what`; EOF comes back from nbdh_read_full
  * as -ECONNRESET, so name both as a closed connection. */
 static int
 nbdh_io_fail(struct nbdh_conn *c, int rc, const char *what, const char *opt)
@@ -84,6 +91,7 @@ nbdh_io_fail(struct nbdh_conn *c, int rc, const char *what, const char *opt)
 	const char *s;
 
 	s = rc == -ECONNRESET ? "connection closed by client" :
+	    rc == -ETIMEDOUT  ? "the handshake's deadline passed" :
 				strerror_r(-rc, eb, sizeof(eb));
 	if (opt)
 		return nbdh_fail(c, rc, "%s for option %s: %s", what, opt, s);
@@ -123,21 +131,100 @@ nbdh_show_name(const uint8_t *s, size_t len, char *buf, size_t buflen)
 	return buf;
 }
 
+/* Waits until fd is ready for events, or the deadline passes (-ETIMEDOUT). */
+static int
+nbdh_wait(struct nbdh_conn *c, short events)
+{
+	struct pollfd p = { .fd = c->fd, .events = events };
+	int n, ms = -1;
+
+	for (;;) {
+		if (c->deadline_ms) {
+			uint64_t now = util_now_ms();
+
+			if (now >= c->deadline_ms)
+				return -ETIMEDOUT;
+			ms = (int)MIN(c->deadline_ms - now, (uint64_t)INT32_MAX);
+		}
+		n = poll(&p, 1, ms);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/* Reads up to len bytes (at least one) before the deadline; 0 at EOF. */
+static ssize_t
+nbdh_recv(struct nbdh_conn *c, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+		int rc;
+
+		if (n >= 0)
+			return n;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -errno;
+		rc = nbdh_wait(c, POLLIN);
+		if (rc)
+			return rc;
+	}
+}
+
+/* Reads exactly len bytes; EOF part-way is -ECONNRESET. */
+static int
+nbdh_read_full(struct nbdh_conn *c, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = nbdh_recv(c, (char *)buf + got, len - got);
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -ECONNRESET;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+static int
+nbdh_write_full(struct nbdh_conn *c, const void *buf, size_t len)
+{
+	size_t sent = 0;
+
+	while (sent < len) {
+		ssize_t n = send(c->fd, (const char *)buf + sent, len - sent,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		int rc;
+
+		if (n >= 0) {
+			sent += (size_t)n;
+			continue;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -errno;
+		rc = nbdh_wait(c, POLLOUT);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 /* Reads len bytes.  Returns 1 if the peer closed before sending any, so a
  * clean close between messages can be told from one in the middle. */
 static int
-nbdh_read_msg(int fd, void *buf, size_t len)
+nbdh_read_msg(struct nbdh_conn *c, void *buf, size_t len)
 {
-	ssize_t n;
+	ssize_t n = nbdh_recv(c, buf, len);
 
-	do
-		n = read(fd, buf, len);
-	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	if (n == 0)
 		return 1;
-	return util_read_full(fd, (char *)buf + n, len - (size_t)n);
+	return nbdh_read_full(c, (char *)buf + n, len - (size_t)n);
 }
 
 static void
@@ -172,7 +259,7 @@ nbdh_reply_send(struct nbdh_conn *c, struct nbdh_reply *r)
 	int rc;
 
 	h->replylen = htobe32((uint32_t)(r->len - sizeof(*h)));
-	rc = util_write_full(c->fd, r->buf, r->len);
+	rc = nbdh_write_full(c, r->buf, r->len);
 	if (rc)
 		return nbdh_io_fail(c, rc, "writing reply",
 				    nbdh_opt_name(be32toh(h->option)));
@@ -218,7 +305,7 @@ nbdh_send_greeting(struct nbdh_conn *c)
 	};
 	int rc;
 
-	rc = util_write_full(c->fd, &g, sizeof(g));
+	rc = nbdh_write_full(c, &g, sizeof(g));
 	if (rc)
 		return nbdh_io_fail(c, rc, "writing greeting", NULL);
 	return 0;
@@ -231,7 +318,7 @@ nbdh_read_client_flags(struct nbdh_conn *c)
 	uint32_t f;
 	int rc;
 
-	rc = nbdh_read_msg(c->fd, &f, sizeof(f));
+	rc = nbdh_read_msg(c, &f, sizeof(f));
 	if (rc == 1)
 		return nbdh_fail(c, -ESHUTDOWN,
 				 "client closed the connection before sending its flags");
@@ -277,7 +364,7 @@ nbdh_opt_export_name(struct nbdh_conn *c, uint32_t len)
 	r.eflags = htobe16(nbdh_tflags(c));
 	n = c->out->no_zeroes ? offsetof(struct nbd_export_name_reply, zeroes) :
 				sizeof(r);
-	rc = util_write_full(c->fd, &r, n);
+	rc = nbdh_write_full(c, &r, n);
 	if (rc)
 		return nbdh_io_fail(c, rc, "writing reply", "EXPORT_NAME");
 	return NBDH_DONE;
@@ -339,6 +426,7 @@ struct nbdh_info_req {
 	uint32_t name_len;       /* name starts at data + 4 */
 	int want_name;
 	int want_description;
+	int want_block_size;
 };
 
 /* Checks every length in INFO/GO data against optlen exactly.
@@ -368,6 +456,8 @@ nbdh_parse_info_go(const uint8_t *d, uint32_t len, struct nbdh_info_req *q)
 			q->want_name = 1;
 		else if (be16toh(t) == NBD_INFO_DESCRIPTION)
 			q->want_description = 1;
+		else if (be16toh(t) == NBD_INFO_BLOCK_SIZE)
+			q->want_block_size = 1;
 	}
 	q->name_len = nl;
 	return 0;
@@ -451,7 +541,11 @@ nbdh_opt_info_go(struct nbdh_conn *c, uint32_t opt, uint32_t len)
 		rc = nbdh_send_simple(c, opt, NBD_REP_ACK);
 	if (rc)
 		return rc;
-	return opt == NBD_OPT_GO ? NBDH_DONE : 0;
+	if (opt != NBD_OPT_GO)
+		return 0;
+	/* Only GO commits the client to the constraints (INFO only asks). */
+	c->out->block_size = q.want_block_size;
+	return NBDH_DONE;
 }
 
 /* Returns 0 to go on haggling, NBDH_DONE, or -errno to drop the client. */
@@ -464,7 +558,7 @@ nbdh_handle_option(struct nbdh_conn *c, uint32_t opt, uint32_t len)
 		  nbdh_opt_name(opt), opt, len);
 	if (len > NBDH_MAX_OPTLEN)
 		return nbdh_opt_too_big(c, opt, len);
-	rc = util_read_full(c->fd, c->data, len);
+	rc = nbdh_read_full(c, c->data, len);
 	if (rc)
 		return nbdh_io_fail(c, rc, "reading data",
 				    nbdh_opt_name(opt));
@@ -499,7 +593,7 @@ nbdh_option_loop(struct nbdh_conn *c)
 	int rc;
 
 	for (n = 0;; n++) {
-		rc = nbdh_read_msg(c->fd, &o, sizeof(o));
+		rc = nbdh_read_msg(c, &o, sizeof(o));
 		if (rc == 1)
 			return nbdh_fail(c, -ESHUTDOWN,
 					 "client closed the connection during option haggling");
@@ -525,6 +619,7 @@ nbdh_negotiate(int fd, const struct nbdh_export *e, struct nbdh_result *out,
 {
 	struct nbdh_conn c = {
 		.fd = fd, .e = e, .out = out, .err = err, .errlen = errlen,
+		.deadline_ms = e->timeout_ms ? util_now_ms() + e->timeout_ms : 0,
 	};
 	int rc;
 
@@ -532,6 +627,7 @@ nbdh_negotiate(int fd, const struct nbdh_export *e, struct nbdh_result *out,
 		err[0] = '\0';
 	out->structured = 0;
 	out->no_zeroes = 0;
+	out->block_size = 0;
 	/* Replies are built in fixed buffers sized for the spec's limit. */
 	if (!e->name || strlen(e->name) > NBDH_MAX_STRING ||
 	    (e->description && strlen(e->description) > NBDH_MAX_STRING))

@@ -51,6 +51,10 @@
 #define NBD_INFO_DESCRIPTION 2
 #define NBD_INFO_BLOCK_SIZE  3
 
+/* The spec's default maximum for READ and WRITE from a client that did not
+ * ask for NBD_INFO_BLOCK_SIZE ("Block size constraints"). */
+#define NBD_DEFAULT_MAX_PAYLOAD (32u << 20)
+
 /* Transmission flags. */
 #define NBD_FLAG_HAS_FLAGS         (1u << 0)
 #define NBD_FLAG_READ_ONLY         (1u << 1)

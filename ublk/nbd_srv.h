@@ -3,7 +3,11 @@
  * lands in its tag's own buffer), validated, handed to the write path, and
  * answered out of order as they complete; replies are batched into one
  * sendmsg.  Each connection preallocates `depth` tags with their buffers:
- * nothing is allocated per request, and never what a client asks for. */
+ * nothing is allocated per request, and never what a client asks for.  A
+ * READ or WRITE longer than a tag's buffer (up to max_request) is served
+ * through one tag, piece after piece, each an ordinary request of the
+ * write path; its one reply goes when all pieces are done (a READ's data
+ * is sent piece by piece, in order). */
 #ifndef BLKMIRROR_NBD_SRV_H
 #define BLKMIRROR_NBD_SRV_H
 
@@ -19,7 +23,9 @@ struct nbds_params {
 	struct ev_loop *loop;    /* the queue thread's loop; every call below runs on it */
 	struct req_sink *sink;
 	uint64_t size;           /* export size in bytes */
-	uint32_t max_payload;    /* largest READ/WRITE accepted (and each tag's buffer size) */
+	uint32_t max_payload;    /* each tag's buffer size: the largest piece submitted */
+	uint32_t max_request;    /* largest READ/WRITE accepted; a longer one than max_payload
+				  * goes to the write path in pieces (0: max_payload) */
 	uint32_t depth;          /* tags: requests in flight at once */
 	int structured;          /* structured replies negotiated */
 	int read_only;           /* advertised read-only: writes get EPERM */

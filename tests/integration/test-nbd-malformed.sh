@@ -37,6 +37,7 @@ check() {
 # Requests are named by number: READ 0, WRITE 1, FLUSH 3, TRIM 4, WRITE_ZEROES 6.
 # A secondary's export is read-only: changes get EPERM, reads work.
 check "error=1 next=ok"  request 1 0 0 4096 4096
+check "error=1 next=ok"  request 1 0 0 $((3 * MiB + 512)) $((3 * MiB + 512)) # in pieces, all refused
 check "error=1 next=ok"  request 6 0 0 4096
 check "error=1 next=ok"  request 4 0 0 4096
 check "error=0 next=ok"  request 0 0 0 4096
@@ -55,10 +56,14 @@ check "error=22 next=ok" request 0 0 "$size" 4096
 check "error=22 next=ok" request 0 0 0xfffffffffffff000 4096 # offset + length wraps
 check "error=28 next=ok" request 1 0 $((size - 4096)) 8192 8192
 check "error=28 next=ok" request 6 0 $((size - 4096)) 8192
-check "error=0 next=ok"  request 0 0 0 $MiB                  # the largest READ
-check "error=22 next=ok" request 0 0 0 $((MiB + 1))
+check "error=0 next=ok"  request 0 0 0 $MiB                  # max-io-size
+check "error=0 next=ok"  request 0 0 0 $((MiB + 1))          # more: in pieces (test-export-large)
+check "error=22 next=ok" request 0 0 0 $((32 * MiB + 1))     # over the spec's default of 32 MiB
 check "error=22 next=ok" request 0 0 0 0xffffffff
-check "closed"           request 1 0 0 $((MiB + 1))          # WRITE too big: dropped
+check "closed"           request 1 0 0 $((32 * MiB + 1))     # WRITE too big: dropped
+# A client that asked for the block size constraints keeps to max-io-size.
+check "error=22 next=ok" --block-size request 0 0 0 $((MiB + 1))
+check "closed"           --block-size request 1 0 0 $((MiB + 1))
 check "closed"           request 0 0 0 4096 0 0x12345678     # bad request magic
 
 # The handshake.
@@ -99,6 +104,6 @@ still_serving "WRITE of 0xffffffff bytes"
 check "answered 200 writes, 200 reads" pipeline 200
 
 log=$T/r0-alpha.log
-assert_contains "$log" 'WRITE of 4294967295 bytes exceeds the maximum of 1048576' "log names the huge WRITE"
+assert_contains "$log" 'WRITE of 4294967295 bytes exceeds the maximum of 33554432' "log names the huge WRITE"
 assert_contains "$log" 'bad request magic 0x12345678' "log names the bad magic"
 bm_stop "$BM_PID"

@@ -111,6 +111,8 @@ test_conf_defaults(void)
 	CU_ASSERT_EQUAL(cf.queues, 1);
 	CU_ASSERT_EQUAL(cf.queue_depth, 128);
 	CU_ASSERT_EQUAL(cf.max_io_size, 1u << 20);
+	CU_ASSERT_EQUAL(cf.max_connections, 16);
+	CU_ASSERT_EQUAL(cf.handshake_timeout_ms, 10000);
 	CU_ASSERT_EQUAL(cf.al_extents, 257);
 	CU_ASSERT_EQUAL(cf.al_extent_size, 4u << 20);
 	CU_ASSERT_EQUAL(cf.direct_io, CONF_DIRECT_AUTO);
@@ -144,6 +146,8 @@ static const char every_key[] =
 	"queues = 4\n"
 	"queue-depth = 64\n"
 	"max-io-size = 512K\n"
+	"max-connections = 4\n"
+	"handshake-timeout = 2.5\n"
 	"al-extents = 1021\n"
 	"al-extent-size = 1M\n"
 	"direct-io = no\n"
@@ -177,6 +181,8 @@ test_conf_every_key_parsed(void)
 	CU_ASSERT_EQUAL(cf.queues, 4);
 	CU_ASSERT_EQUAL(cf.queue_depth, 64);
 	CU_ASSERT_EQUAL(cf.max_io_size, 512u << 10);
+	CU_ASSERT_EQUAL(cf.max_connections, 4);
+	CU_ASSERT_EQUAL(cf.handshake_timeout_ms, 2500);
 	CU_ASSERT_EQUAL(cf.al_extents, 1021);
 	CU_ASSERT_EQUAL(cf.al_extent_size, 1u << 20);
 	CU_ASSERT_EQUAL(cf.direct_io, CONF_DIRECT_NO);
@@ -188,12 +194,12 @@ test_conf_every_key_parsed(void)
 	CU_ASSERT_STRING_EQUAL(cf.nodes[0].address, "alpha.example.com:7790");
 	CU_ASSERT_STRING_EQUAL(cf.nodes[0].host, "alpha.example.com");
 	CU_ASSERT_EQUAL(cf.nodes[0].port, 7790);
-	CU_ASSERT_EQUAL(cf.nodes[0].line, 25);
+	CU_ASSERT_EQUAL(cf.nodes[0].line, 27);
 	CU_ASSERT_STRING_EQUAL(cf.nodes[1].name, "beta");
 	CU_ASSERT_STRING_EQUAL(cf.nodes[1].address, "[2001:db8::2]:7791");
 	CU_ASSERT_STRING_EQUAL(cf.nodes[1].host, "2001:db8::2");
 	CU_ASSERT_EQUAL(cf.nodes[1].port, 7791);
-	CU_ASSERT_EQUAL(cf.nodes[1].line, 28);
+	CU_ASSERT_EQUAL(cf.nodes[1].line, 30);
 	CU_ASSERT_EQUAL(cf.self, 1);
 	CU_ASSERT_EQUAL(cf.peer, 0);
 }
@@ -369,6 +375,8 @@ test_conf_bad_value(void)
 		{ "max-io-size = 3M", "max-io-size", "from 4K to 32M, a power of two" },
 		{ "max-io-size = 2K", "max-io-size", "from 4K to 32M" },
 		{ "max-io-size = 64M", "max-io-size", "from 4K to 32M" },
+		{ "max-connections = 0", "max-connections", "from 1 to 1024" },
+		{ "handshake-timeout = 0", "handshake-timeout", "expected seconds" },
 		{ "al-extent-size = 32K", "al-extent-size", "from 64K to 1G" },
 		{ "al-extent-size = 2G", "al-extent-size", "from 64K to 1G" },
 		{ "al-extent-size = 100K", "al-extent-size", "a power of two" },
@@ -639,6 +647,8 @@ test_conf_dump_round_trip(void)
 		"queues = 4\n"
 		"queue-depth = 64\n"
 		"max-io-size = 524288\n"
+		"max-connections = 4\n"
+		"handshake-timeout = 2.5\n"
 		"al-extents = 1021\n"
 		"al-extent-size = 1048576\n"
 		"direct-io = no\n"
@@ -689,6 +699,8 @@ test_conf_dump_defaults(void)
 		"queues = 1\n"
 		"queue-depth = 128\n"
 		"max-io-size = 1048576\n"
+		"max-connections = 16\n"
+		"handshake-timeout = 10\n"
 		"al-extents = 257\n"
 		"al-extent-size = 4194304\n"
 		"direct-io = auto\n"

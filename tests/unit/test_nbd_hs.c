@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/util.h"
@@ -140,6 +141,7 @@ srv_start(struct srv *s, const struct nbdh_export *e)
 	s->e = e;
 	s->res.structured = -1;
 	s->res.no_zeroes = -1;
+	s->res.block_size = -1;
 	CU_ASSERT_FATAL(pthread_create(&s->th, NULL, srv_main, s) == 0);
 }
 
@@ -325,13 +327,16 @@ test_nbd_hs_go_block_sizes(void)
 	CU_ASSERT(srv_finish(&s) == 0);
 	CU_ASSERT(s.res.structured == 0);
 	CU_ASSERT(s.res.no_zeroes == 0);
+	/* Asked for in GO: the client committed to the maximum. */
+	CU_ASSERT(s.res.block_size == 1);
 	CU_ASSERT(s.err[0] == '\0');
 }
 
 static void
 test_nbd_hs_info_then_go(void)
 {
-	static const uint16_t infos[] = { NBD_INFO_NAME, 0x7777, NBD_INFO_DESCRIPTION };
+	static const uint16_t infos[] = { NBD_INFO_NAME, 0x7777, NBD_INFO_DESCRIPTION,
+					  NBD_INFO_BLOCK_SIZE };
 	struct srv s;
 	struct seen v;
 
@@ -339,7 +344,7 @@ test_nbd_hs_info_then_go(void)
 	cli_greet(&s, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
 	/* INFO on the default name: the canonical name comes back, the
 	 * unknown info type is ignored, and haggling goes on. */
-	CU_ASSERT(cli_info_go(&s, NBD_OPT_INFO, "", infos, 3, &v) == NBD_REP_ACK);
+	CU_ASSERT(cli_info_go(&s, NBD_OPT_INFO, "", infos, 4, &v) == NBD_REP_ACK);
 	CU_ASSERT(v.export == 1 && v.block == 1 && v.name == 1 && v.desc == 1);
 	CU_ASSERT(v.other == 0);
 	CU_ASSERT_STRING_EQUAL(v.name_s, "r0");
@@ -351,6 +356,8 @@ test_nbd_hs_info_then_go(void)
 	CU_ASSERT(cli_eof(&s));
 	CU_ASSERT(srv_finish(&s) == 0);
 	CU_ASSERT(s.res.no_zeroes == 1);
+	/* Asked for by INFO only, not by GO: the spec's default maximum applies. */
+	CU_ASSERT(s.res.block_size == 0);
 }
 
 static void
@@ -733,6 +740,36 @@ test_nbd_hs_bad_export(void)
 	close(sv[1]);
 }
 
+/* One deadline for the whole handshake: a client that sends an option
+ * header a byte at a time, each well within any per-read timeout, is
+ * dropped with -ETIMEDOUT once the deadline passes. */
+static void
+test_nbd_hs_deadline(void)
+{
+	static const struct nbdh_export e = {
+		.name = "r0", .size = 1 << 20, .min_block = 1, .pref_block = 4096,
+		.max_block = 1 << 20, .timeout_ms = 300,
+	};
+	uint8_t opt[16] = { 0x49, 0x48, 0x41, 0x56, 0x45, 0x4f, 0x50, 0x54, 0, 0, 0, 3 };
+	struct timespec ts = { .tv_nsec = 40 * 1000 * 1000 };
+	struct srv s;
+	uint64_t t0 = util_now_ms(), took;
+
+	srv_start(&s, &e);
+	cli_greet(&s, NBD_FLAG_C_FIXED_NEWSTYLE);
+	for (size_t i = 0; i < sizeof(opt); i++) {
+		if (send(s.cfd, &opt[i], 1, MSG_NOSIGNAL) != 1)
+			break;	/* dropped already */
+		nanosleep(&ts, NULL);
+	}
+	CU_ASSERT(pthread_join(s.th, NULL) == 0);
+	took = util_now_ms() - t0;
+	close(s.cfd);
+	CU_ASSERT(s.rc == -ETIMEDOUT);
+	CU_ASSERT(took >= 300 && took < 2000);
+	CU_ASSERT(strstr(s.err, "deadline") != NULL);
+}
+
 int
 main(void)
 {
@@ -759,6 +796,7 @@ main(void)
 		{ "test_nbd_hs_starttls", test_nbd_hs_starttls },
 		{ "test_nbd_hs_option_limit", test_nbd_hs_option_limit },
 		{ "test_nbd_hs_bad_export", test_nbd_hs_bad_export },
+		{ "test_nbd_hs_deadline", test_nbd_hs_deadline },
 	};
 
 	/* A side that writes after the other closed must get EPIPE. */

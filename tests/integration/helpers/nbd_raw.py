@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """nbd_raw.py: a raw-socket NBD client for sending what real clients never send.
 
-    nbd_raw.py SOCKET [--timeout S] CASE [ARGS...]
+    nbd_raw.py SOCKET [--timeout S] [--block-size] CASE [ARGS...]
 
 Connects to the NBD server on the unix socket SOCKET, does the fixed-newstyle
 handshake (NBD_OPT_GO, no structured replies, so every reply is simple) unless
@@ -9,7 +9,10 @@ the case is about the handshake itself, plays CASE, and prints one line saying
 what the server did.  The shell test compares that line with what it expects.
 Exit 0 when the case ran (whatever the server answered), 1 when the server
 broke the protocol in a way no line can describe (a bad reply magic, a reply
-to a handle never sent).  Standard library only.
+to a handle never sent).  With --block-size, GO requests NBD_INFO_BLOCK_SIZE:
+the client commits to the server's block size constraints (without it the
+spec's defaults apply, such as READ and WRITE of up to 32 MiB).  Standard
+library only.
 
 Cases and what they print:
   request TYPE FLAGS OFFSET COUNT [PAYLOAD [MAGIC]]
@@ -60,6 +63,8 @@ FLAG_C_FIXED_NEWSTYLE = 1
 FLAG_C_NO_ZEROES = 2
 
 TIMEOUT = 5.0
+BLOCK_SIZE = False    # GO asks for NBD_INFO_BLOCK_SIZE
+INFO_BLOCK_SIZE = 3
 
 
 class Closed(Exception):
@@ -119,7 +124,9 @@ def read_option_reply(s):
 
 def go(s, name=b""):
     """NBD_OPT_GO; returns the export size once the server ACKs."""
-    send_option(s, OPT_GO, struct.pack(">I", len(name)) + name + struct.pack(">H", 0))
+    infos = [INFO_BLOCK_SIZE] if BLOCK_SIZE else []
+    send_option(s, OPT_GO, struct.pack(">I", len(name)) + name +
+                struct.pack(">H%dH" % len(infos), len(infos), *infos))
     size = None
     while True:
         opt, rtype, data = read_option_reply(s)
@@ -315,11 +322,14 @@ CASES = {
 
 
 def main(argv):
-    global TIMEOUT
+    global TIMEOUT, BLOCK_SIZE
     if "--timeout" in argv[:-1]:
         i = argv.index("--timeout")
         TIMEOUT = float(argv[i + 1])
         argv = argv[:i] + argv[i + 2:]
+    if "--block-size" in argv:
+        BLOCK_SIZE = True
+        argv.remove("--block-size")
     if len(argv) < 3 or argv[2] not in CASES:
         sys.exit(__doc__)
     try:
