@@ -130,8 +130,7 @@ cmd_peer(struct res *r, const char *cmd, char *why, size_t len)
 		return -ENOTCONN;
 	}
 	if (strcmp(cmd, "discard-my-data") == 0) {
-		/* Takes effect at the next connect. */
-		return peer_connect(r, 1, why, len) ?: peer_disconnect(r, why, len);
+		return peer_discard_my_data(r, why, len);
 	}
 	/* invalidate: every block comes again from the peer. */
 	dm_mark_all(r->dm);

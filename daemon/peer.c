@@ -192,6 +192,28 @@ peer_info(struct res *r, int *role, int *disk)
 	return known ? 0 : -ENOENT;
 }
 
+/* Under r->lock: connect asked, and the node is not trying yet. */
+static int
+peer_may_start_connecting(void *arg, const struct rsm_state *cur)
+{
+	const struct peer *p = arg;
+
+	return p->want && (cur->conn == RSM_C_STANDALONE || cur->conn == RSM_C_SPLITBRAIN);
+}
+
+/* Under r->lock: disconnect asked and no connect since. */
+static int
+peer_may_go_standalone(void *arg, const struct rsm_state *cur)
+{
+	const struct peer *p = arg;
+
+	return !p->want && (cur->conn == RSM_C_CONNECTING || cur->conn == RSM_C_CONNECTED);
+}
+
+/* The state says "connecting" before connect returns: a command run next
+ * (wait-sync, wait-connect) must not see the standalone or splitbrain
+ * state that this connect just ended (the peer thread may take up to a
+ * poll period to get there itself). */
 int
 peer_connect(struct res *r, int discard_my_data, char *why, size_t len)
 {
@@ -205,6 +227,25 @@ peer_connect(struct res *r, int discard_my_data, char *why, size_t len)
 	p->want = 1;
 	if (discard_my_data)
 		p->discard_my_data = 1;
+	pthread_mutex_unlock(&r->lock);
+	rsm_set_conn_if(r, RSM_C_CONNECTING, RSM_R_OFF, "connect", peer_may_start_connecting, p);
+	peer_wake(p);
+	return 0;
+}
+
+int
+peer_discard_my_data(struct res *r, char *why, size_t len)
+{
+	struct peer *p = r->peer;
+
+	if (!p) {
+		snprintf(why, len, "no peer: configure a second [node] and a secret-file");
+		return -ENOTCONN;
+	}
+	/* Takes effect at the next connect; a split brain stays visible. */
+	pthread_mutex_lock(&r->lock);
+	p->discard_my_data = 1;
+	p->want = 0;
 	pthread_mutex_unlock(&r->lock);
 	peer_wake(p);
 	return 0;
@@ -1189,11 +1230,11 @@ peer_main(void *arg)
 		if (stop)
 			break;
 		if (!want) {
-			struct rsm_state s;
 			uint64_t v;
-			rsm_get(r, &s);
-			if (s.conn == RSM_C_CONNECTING || s.conn == RSM_C_CONNECTED)
-				peer_conn_state(r, RSM_C_STANDALONE, RSM_R_OFF, "disconnect");
+
+			/* Unless a connect came in since want was read. */
+			rsm_set_conn_if(r, RSM_C_STANDALONE, RSM_R_OFF, "disconnect",
+					peer_may_go_standalone, p);
 			/* Drain stray accepts so a retrying peer sees a refusal. */
 			if (p->listen_fd >= 0 && peer_poll(p, p->listen_fd, POLLIN, 500)) {
 				int c = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);

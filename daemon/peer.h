@@ -32,6 +32,9 @@ void peer_stop(struct res *r);
 /* Operator commands (control thread).  0 or -errno with why set. */
 int peer_connect(struct res *r, int discard_my_data, char *why, size_t len);
 int peer_disconnect(struct res *r, char *why, size_t len);
+/* discard-my-data: be the sync target at the next connect; stops trying
+ * meanwhile, keeping a splitbrain state as it is. */
+int peer_discard_my_data(struct res *r, char *why, size_t len);
 /* Drops the current session (if any) and connects again. */
 int peer_reconnect(struct res *r);
 /* The local role changed: tell the peer. */

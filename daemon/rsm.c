@@ -156,6 +156,26 @@ rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
 	rsm_announce(r, &prev, &next, why);
 }
 
+int
+rsm_set_conn_if(struct res *r, enum rsm_conn conn, enum rsm_repl repl, const char *why,
+		int (*ok)(void *arg, const struct rsm_state *cur), void *arg)
+{
+	struct rsm_state prev, next;
+
+	pthread_mutex_lock(&r->lock);
+	prev = next = r->state;
+	if (!ok(arg, &prev)) {
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	next.conn = conn;
+	next.repl = repl;
+	rsm_store_locked(r, &next);
+	pthread_mutex_unlock(&r->lock);
+	rsm_announce(r, &prev, &next, why);
+	return 1;
+}
+
 /* Promotion table.  Refused when:
  *   the disk has failed or is absent               (nothing to serve)
  *   the peer is connected and primary              (issue: replication)
