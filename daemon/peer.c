@@ -608,7 +608,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	p->resync_done = 0;
 	pthread_mutex_unlock(&r->lock);
 	if (fence) {
-		int rc = hook_run_sync(r, HOOK_FENCE_PEER, 60);
+		int rc = hook_run_sync(r, HOOK_FENCE_PEER, (int)r->conf.handler_timeout_s);
 
 		if (rc == 0) {
 			LOG_INFO("fence-peer succeeded: resuming I/O");
