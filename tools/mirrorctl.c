@@ -46,7 +46,7 @@ usage(FILE *f)
 		"  create-md [--force] [--granularity SIZE]   write fresh metadata (daemon stopped)\n"
 		"  show-md                                     print the on-disk metadata (daemon stopped)\n"
 		"  status [--json]          events             promote [--force]     demote\n"
-		"  connect   disconnect     invalidate         verify                discard-my-data\n"
+		"  connect   disconnect     invalidate [--force]  verify             discard-my-data\n"
 		"  wait-sync [--timeout S]  wait-connect [--timeout S]  resume-io\n");
 }
 
