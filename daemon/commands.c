@@ -227,7 +227,13 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 			LOG_WARN("%s refused: %s", cmd, why);
 			return cmd_reply(0, 1, why);
 		}
-		return cmd_reply(1, 0, NULL);
+		o = cmd_reply(1, 0, NULL);
+		if (why[0]) {
+			/* Done, with something the operator should know. */
+			LOG_WARN("%s: %s", cmd, why);
+			json_object_object_add(o, "warning", json_object_new_string(why));
+		}
+		return o;
 	}
 	if (strcmp(cmd, "connect") == 0 || strcmp(cmd, "disconnect") == 0 ||
 	    strcmp(cmd, "discard-my-data") == 0 || strcmp(cmd, "invalidate") == 0) {

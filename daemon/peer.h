@@ -39,6 +39,11 @@ int peer_discard_my_data(struct res *r, char *why, size_t len);
 int peer_reconnect(struct res *r);
 /* The local role changed: tell the peer. */
 void peer_state_changed(struct res *r);
+/* Waits until the peer has processed the state of the last
+ * peer_state_changed() (its PING_ACK behind our STATE is in), while
+ * connected, at most ms.  0, or -ETIMEDOUT (the peer may not know yet).
+ * Any thread but the peer thread. */
+int peer_state_wait_acked(struct res *r, unsigned ms);
 /* Peer's view for status; 0 when known. */
 int peer_info(struct res *r, int *role, int *disk);
 

@@ -307,5 +307,11 @@ rsm_demote(struct res *r, char *why, size_t len)
 	}
 	rsm_set_role(r, RSM_SECONDARY, -1, "demote");
 	peer_state_changed(r);
+	/* Returns once the peer knows, so that a promote there right after
+	 * is not refused with "peer is primary"; bounded: a peer that does
+	 * not answer within ping-timeout is about to be dropped anyway. */
+	if (peer_state_wait_acked(r, r->conf.ping_timeout_ms))
+		snprintf(why, len, "demoted, but the peer has not confirmed it within %u ms: "
+			 "a promote there may be refused until it has", r->conf.ping_timeout_ms);
 	return 0;
 }

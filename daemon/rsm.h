@@ -49,6 +49,9 @@ void rsm_get(struct res *r, struct rsm_state *out);
 /* The operator's commands.  Return 0, or -errno with why filled in
  * words for the operator (mirrorctl exits 1 with it). */
 int rsm_promote(struct res *r, int force, char *why, size_t len);
+/* demote returns once the connected peer has processed the new role (at
+ * most ping-timeout); when it did not answer in time the node is
+ * secondary all the same, 0 is returned and why holds a warning. */
 int rsm_demote(struct res *r, char *why, size_t len);
 /* Start-up: the front end re-attached a device left by a crashed daemon
  * (ublk user recovery): this node is primary again. */

@@ -380,6 +380,8 @@ cmd_daemon(const struct opts *o, const char *cmd)
 		json_object_put(resp);
 		return code == EXIT_USAGE ? EXIT_USAGE : EXIT_REFUSED;
 	}
+	if (json_object_object_get_ex(resp, "warning", &st))
+		fprintf(stderr, "mirrorctl: %s: warning: %s\n", cmd, json_object_get_string(st));
 	if (strcmp(cmd, "status") == 0 && json_object_object_get_ex(resp, "status", &st)) {
 		if (o->json)
 			puts(json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN |
