@@ -108,9 +108,35 @@ cmd_status(struct res *r)
 	return o;
 }
 
+/* invalidate throws the local data away: only when a peer holds a good
+ * copy to resync from, or the operator says --force (DRBD asks for a
+ * connected, up-to-date peer too).  Otherwise no node would be left up to
+ * date.  0 or -errno with why set. */
+static int
+cmd_invalidate_allowed(struct res *r, const struct rsm_state *s, int force, char *why,
+		       size_t len)
+{
+	int prole, pdisk;
+
+	if (force)
+		return 0;
+	if (s->conn != RSM_C_CONNECTED || peer_info(r, &prole, &pdisk) != 0) {
+		snprintf(why, len, "the peer is not connected, so no up-to-date copy would be left "
+			 "to resync from (connect first, or use invalidate --force)");
+		return -ENOTCONN;
+	}
+	if (pdisk != RSM_D_UPTODATE) {
+		snprintf(why, len, "the peer's disk is %s, not up to date: no up-to-date copy would "
+			 "be left (wait-sync first, or use invalidate --force)",
+			 rsm_disk_name((enum rsm_disk)pdisk));
+		return -EAGAIN;
+	}
+	return 0;
+}
+
 /* Replication commands: connect, disconnect, discard-my-data, invalidate. */
 static int
-cmd_peer(struct res *r, const char *cmd, char *why, size_t len)
+cmd_peer(struct res *r, const char *cmd, int force, char *why, size_t len)
 {
 	struct rsm_state s;
 	struct meta_sb sb;
@@ -130,10 +156,12 @@ cmd_peer(struct res *r, const char *cmd, char *why, size_t len)
 		return -ENOTCONN;
 	}
 	if (strcmp(cmd, "discard-my-data") == 0) {
-		/* Takes effect at the next connect. */
-		return peer_connect(r, 1, why, len) ?: peer_disconnect(r, why, len);
+		return peer_discard_my_data(r, why, len);
 	}
 	/* invalidate: every block comes again from the peer. */
+	rc = cmd_invalidate_allowed(r, &s, force, why, len);
+	if (rc)
+		return rc;
 	dm_mark_all(r->dm);
 	dm_sb_get(r->dm, &sb);
 	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
@@ -199,12 +227,22 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 			LOG_WARN("%s refused: %s", cmd, why);
 			return cmd_reply(0, 1, why);
 		}
-		return cmd_reply(1, 0, NULL);
+		o = cmd_reply(1, 0, NULL);
+		if (why[0]) {
+			/* Done, with something the operator should know. */
+			LOG_WARN("%s: %s", cmd, why);
+			json_object_object_add(o, "warning", json_object_new_string(why));
+		}
+		return o;
 	}
 	if (strcmp(cmd, "connect") == 0 || strcmp(cmd, "disconnect") == 0 ||
 	    strcmp(cmd, "discard-my-data") == 0 || strcmp(cmd, "invalidate") == 0) {
+		int force = cmd_flag(req, "force");
+
+		if (force < 0)
+			return cmd_reply(0, 2, "malformed request: \"force\" must be true or false");
 		why[0] = '\0';
-		rc = cmd_peer(r, cmd, why, sizeof(why));
+		rc = cmd_peer(r, cmd, force, why, sizeof(why));
 		if (rc) {
 			LOG_WARN("%s refused: %s", cmd, why);
 			return cmd_reply(0, 1, why);

@@ -20,7 +20,7 @@
 /* Longest line accepted.  inih's line buffer is a stack array of
  * ini_max_line bytes, which must hold the line plus "\r\n\0". */
 #define CONF_LINE_MAX (CONF_PATH_MAX + 256)
-#define CONF_RESOURCE_NKEYS 32
+#define CONF_RESOURCE_NKEYS 33
 #define CONF_UNIX_PREFIX "unix:"
 #define CONF_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
@@ -496,6 +496,7 @@ static const struct conf_key conf_resource_keys[] = {
 	{ "handler-resync-end", set_handler, F(handler_resync_end), 0, 0, false },
 	{ "handler-split-brain", set_handler, F(handler_split_brain), 0, 0, false },
 	{ "handler-fence-peer", set_handler, F(handler_fence_peer), 0, 0, false },
+	{ "handler-timeout", set_uint, F(handler_timeout_s), 1, 86400, false },
 };
 
 #undef F
@@ -811,6 +812,7 @@ conf_defaults(struct conf *c)
 	c->al_extent_size = 4u << 20;
 	c->direct_io = CONF_DIRECT_AUTO;
 	c->ping_timeout_ms = 5000;
+	c->handler_timeout_s = 60;
 	c->max_async_lag = 64u << 20;
 	c->on_congestion_pull_ahead = 0;
 	c->resync_rate = 0;
@@ -947,6 +949,7 @@ conf_dump(const struct conf *c, FILE *out)
 	fprintf(out, "after-sb-0pri = %s\n", conf_sb_words[c->after_sb_0pri]);
 	fprintf(out, "resync-rate = %llu\n", (unsigned long long)c->resync_rate);
 	fprintf(out, "fencing = %s\n", conf_fencing_words[c->fencing]);
+	fprintf(out, "handler-timeout = %u\n", c->handler_timeout_s);
 	conf_dump_str(out, "handler-role-change", c->handler_role_change);
 	conf_dump_str(out, "handler-connect", c->handler_connect);
 	conf_dump_str(out, "handler-disconnect", c->handler_disconnect);

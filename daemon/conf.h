@@ -62,6 +62,8 @@ struct conf {
 	char handler_split_brain[CONF_PATH_MAX];
 	char handler_fence_peer[CONF_PATH_MAX];
 	int fencing;              /* fencing = dont-care (0, default) | resource-and-stonith (1) */
+	uint32_t handler_timeout_s; /* handler-timeout = seconds, 1..86400, default 60: a hook
+				     * still running then is killed, with its process group */
 	int node_count;
 	struct conf_node nodes[CONF_MAX_NODES];
 	int self;                 /* index into nodes of this node, -1 if unresolved */

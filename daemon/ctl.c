@@ -1,9 +1,12 @@
 #include "daemon/ctl.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -14,6 +17,9 @@
 #include "lib/util.h"
 
 #define CTL_LINE_MAX 4096
+/* How long a start waits for a killed daemon to finish dying. */
+#define CTL_LOCK_WAIT_MS 10000
+#define CTL_PF_EXITING 0x4 /* task flag in /proc/PID/stat: exit under way */
 
 struct ctl_client {
 	struct ctl *ctl;
@@ -193,6 +199,127 @@ ctl_mkdirs(const char *path)
 	return 0;
 }
 
+/* The pid that wrote the lock file, or 0. */
+static pid_t
+ctl_lock_holder(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return (pid_t)strtol(buf, NULL, 10);
+}
+
+/* 1 when a SIGKILL is pending for pid's process: not yet acted on. */
+static int
+ctl_holder_killed(pid_t pid)
+{
+	char path[64], line[128];
+	int killed = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (!killed && fgets(line, sizeof(line), f))
+		if (strncmp(line, "ShdPnd:", 7) == 0 || strncmp(line, "SigPnd:", 7) == 0)
+			killed = !!(strtoull(line + 7, NULL, 16) & (1ull << (SIGKILL - 1)));
+	fclose(f);
+	return killed;
+}
+
+/* 1 when pid no longer runs or is exiting (SIGKILL pending or delivered,
+ * files still being closed): its lock is about to go.  0 while it lives. */
+static int
+ctl_holder_dying(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long flags = 0;
+	FILE *f;
+	int n = 0;
+
+	if (pid <= 0)
+		return 0;	/* unknown: the holder wrote nothing yet, so it lives */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 1;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	/* After "(comm)": state, ppid, pgrp, session, tty, tpgid, flags. */
+	if (!p || !(p = strrchr(buf, ')')))
+		return 0;
+	if (p[1] && (p[2] == 'Z' || p[2] == 'X'))
+		return 1;
+	for (p++; *p && n < 7; p++)
+		if (*p == ' ' && ++n == 7)
+			flags = strtoul(p + 1, NULL, 10);
+	return (flags & CTL_PF_EXITING) || ctl_holder_killed(pid);
+}
+
+/* One try; while the holder is dying, waits and tries again. */
+static int
+ctl_lock_take(int fd)
+{
+	uint64_t end = util_now_ms() + CTL_LOCK_WAIT_MS;
+
+	for (;;) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK)
+			return -errno;
+		if (!ctl_holder_dying(ctl_lock_holder(fd)) || util_now_ms() >= end)
+			return -EADDRINUSE;
+		usleep(10 * 1000);
+	}
+}
+
+int
+ctl_lock_pid(int fd)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+		return -errno;
+	return 0;
+}
+
+int
+ctl_lock(const char *path, char *err, size_t errlen)
+{
+	char lpath[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+	int fd, rc;
+
+	snprintf(lpath, sizeof(lpath), "%s.lock", path);
+	rc = ctl_mkdirs(path);
+	if (rc) {
+		snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open %s: %s", lpath, strerror(errno));
+		return rc;
+	}
+	rc = ctl_lock_take(fd);
+	if (!rc)
+		rc = ctl_lock_pid(fd);
+	if (rc) {
+		if (rc == -EADDRINUSE)
+			snprintf(err, errlen, "another mirrord is already running on %s", path);
+		else
+			snprintf(err, errlen, "cannot lock %s: %s", lpath, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 int
 ctl_probe(const char *path)
 {
@@ -229,16 +356,9 @@ ctl_open(struct ctl **out, const char *path, struct ev_loop *loop, ctl_handler_t
 		snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(-rc));
 		return rc;
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	/* A live daemon answers: refuse.  A stale socket file: replace it. */
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		close(fd);
-		snprintf(err, errlen, "another mirrord is already running on %s", path);
-		return -EADDRINUSE;
-	}
-	close(fd);
+	/* The caller holds ctl_lock(): whatever is at path was left by a
+	 * daemon that is gone, even if it still accepts (a killed daemon's
+	 * io_uring may hold its listener a while after the process died). */
 	unlink(path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)

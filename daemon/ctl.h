@@ -16,8 +16,18 @@ struct ctl;
  * ctl).  *subscribe = 1 turns the connection into an event stream. */
 typedef json_object *(*ctl_handler_t)(void *arg, json_object *req, int *subscribe);
 
-/* Creates the socket at path (its directory too), refusing when another
- * daemon answers there.  Returns 0 or -errno with err set. */
+/* Takes the lock that marks the daemon of the control socket at path:
+ * flock on "path.lock" (created with its directory), which the kernel drops
+ * when the process dies, unlike a socket file or its listener.  When the
+ * holder was killed and is still exiting, waits up to 10 s for it.  Writes
+ * this process's pid into the file.  Returns the lock's descriptor (keep it
+ * open while running), -EADDRINUSE when another daemon runs, or -errno;
+ * err says which. */
+int ctl_lock(const char *path, char *err, size_t errlen);
+/* Writes this process's pid into the lock file fd (after a fork). */
+int ctl_lock_pid(int fd);
+/* Creates the socket at path (its directory too), replacing any socket
+ * left there: call with ctl_lock() held.  Returns 0 or -errno with err set. */
 int ctl_open(struct ctl **out, const char *path, struct ev_loop *loop, ctl_handler_t fn,
 	     void *arg, char *err, size_t errlen);
 /* 0 when something answers on the unix socket at path (a running daemon),

@@ -241,7 +241,12 @@ export_listen_unix(struct res *r, const char *path, char *err, size_t errlen)
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, path);
-	/* A live socket belongs to someone: never steal it. */
+	/* A live socket belongs to someone: never steal it.  One that a
+	 * killed daemon of this resource left (we hold its lock now) stops
+	 * answering once the kernel has torn down that daemon's io_uring:
+	 * give it a moment. */
+	for (int i = 0; i < 40 && ctl_probe(path) == 0; i++)
+		usleep(50 * 1000);
 	if (ctl_probe(path) == 0) {
 		snprintf(err, errlen, "export-listen %s is in use by another process", path);
 		return -EADDRINUSE;

@@ -9,7 +9,11 @@
  * requests at once.  Demote (deactivate) refuses while the device is
  * mounted or open exclusively; otherwise it flushes what plain openers left
  * in the page cache, NBD_CMD_DISCONNECT (the kernel sends NBD_CMD_DISC and
- * shuts its ends down) and waits for the queue connections to end.  On a
+ * shuts its ends down) and waits for the queue connections to end.  A
+ * connection that does not end within FE_NBD_DRAIN_MS still has requests in
+ * the write path: demote then fails and the node stays primary, as with
+ * ublk, since a secondary must hold no write of its own in flight; a later
+ * demote waits for them again (the device stays disconnected).  On a
  * secondary /dev/nbdN exists (the module creates nbd0..15) but is unbound:
  * size 0, nothing to read.  A clean stop (close) disconnects whoever uses it.
  *
@@ -62,6 +66,7 @@
 
 struct fe_nbd {
 	int index;                 /* /dev/nbd<index> while bound, else -1 */
+	int disconnected;          /* index disconnected, its connections not all ended */
 	unsigned nsocks;
 	char backend[600];         /* the backend identifier of our devices */
 };
@@ -113,34 +118,46 @@ fe_nbd_limit_io(struct res *r, int index, char *err, size_t len)
 	return 0;
 }
 
-/* Waits until the queues have closed every kernel connection. */
-static void
-fe_nbd_drain(struct res *r, int index)
+/* Waits until the queues have closed every kernel connection: a queue
+ * closes one once the requests it carried have completed.  0, or -EBUSY
+ * with err set when some are still open after FE_NBD_DRAIN_MS. */
+static int
+fe_nbd_drain(struct res *r, int index, char *err, size_t len)
 {
 	uint64_t start = util_now_ms();
 
 	while (atomic_load(&r->writers) > 0) {
-		if (util_now_ms() - start > FE_NBD_DRAIN_MS) {
-			LOG_WARN("nbd: /dev/nbd%d: %d queue connection(s) still open %u ms after "
-				 "the disconnect", index, atomic_load(&r->writers), FE_NBD_DRAIN_MS);
-			return;
-		}
+		if (util_now_ms() - start > FE_NBD_DRAIN_MS)
+			return util_fail(err, len, -EBUSY, "nbd: /dev/nbd%d is disconnected, but "
+					 "%d of its connection(s) still carry requests %u ms later "
+					 "(the peer or the disk has not completed them): still "
+					 "primary; demote again once they have", index,
+					 atomic_load(&r->writers), FE_NBD_DRAIN_MS);
 		usleep(5 * 1000);
 	}
+	return 0;
 }
 
-/* Disconnects the bound device and forgets it.  0 or -errno. */
+/* Disconnects the bound device, waits for its connections to end and
+ * forgets it.  0 or -errno; after a failed wait the device stays ours,
+ * disconnected, and the next call only waits again. */
 static int
 fe_nbd_unbind(struct res *r, char *err, size_t len)
 {
 	struct fe_nbd *n = r->nbd;
 	int rc;
 
-	rc = nbdnl_disconnect(n->index, err, len);
+	if (!n->disconnected) {
+		rc = nbdnl_disconnect(n->index, err, len);
+		if (rc)
+			return rc;
+		n->disconnected = 1;
+	}
+	rc = fe_nbd_drain(r, n->index, err, len);
 	if (rc)
 		return rc;
-	fe_nbd_drain(r, n->index);
 	LOG_INFO("device /dev/nbd%d disconnected", n->index);
+	n->disconnected = 0;
 	n->index = -1;
 	n->nsocks = 0;
 	r->device[0] = '\0';
@@ -234,6 +251,9 @@ fe_nbd_deactivate(struct res *r, char *err, size_t len)
 
 	if (!n || n->index < 0)
 		return 0;
+	/* An earlier demote disconnected it already: wait for the rest. */
+	if (n->disconnected)
+		return fe_nbd_unbind(r, err, len);
 	/* A mounted file system or an exclusive opener (mkfs, a database
 	 * using O_EXCL) holds it: the data would be cut from under it.  The
 	 * exclusive open is kept across the disconnect so that nothing mounts

@@ -16,8 +16,6 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-#define HOOK_TIMEOUT_S 60
-
 extern char **environ;
 
 static const char *const hook_names[HOOK_N] = {
@@ -99,7 +97,9 @@ hook_exec(struct res *r, const char *path, enum hook_event ev, const struct rsm_
 	envp[n] = NULL;
 	{
 		/* mirrord blocks the signals it reads with signalfd: the hook
-		 * gets a clean mask and default dispositions. */
+		 * gets a clean mask and default dispositions.  Its own process
+		 * group (pgid = its pid), so that a timeout kills whatever it
+		 * started too ("sleep 1000 &" would outlive it otherwise). */
 		posix_spawnattr_t attr;
 		sigset_t none, all;
 
@@ -108,7 +108,9 @@ hook_exec(struct res *r, const char *path, enum hook_event ev, const struct rsm_
 		posix_spawnattr_init(&attr);
 		posix_spawnattr_setsigmask(&attr, &none);
 		posix_spawnattr_setsigdefault(&attr, &all);
-		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+		posix_spawnattr_setpgroup(&attr, 0);
+		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+					 POSIX_SPAWN_SETPGROUP);
 		rc = posix_spawn(&pid, path, NULL, &attr, argv, envp);
 		posix_spawnattr_destroy(&attr);
 	}
@@ -127,7 +129,7 @@ hook_exec(struct res *r, const char *path, enum hook_event ev, const struct rsm_
 		if (util_now_ms() >= end) {
 			LOG_ERROR("hook %s: %s still running after %d s: killed", hook_names[ev], path,
 				  timeout_s);
-			kill(pid, SIGKILL);
+			kill(-pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			return -ETIMEDOUT;
 		}
@@ -156,7 +158,7 @@ hook_worker(void *arg)
 		if (!hook_head)
 			hook_tail = &hook_head;
 		pthread_mutex_unlock(&hook_lock);
-		hook_exec(j->res, j->path, j->ev, &j->state, HOOK_TIMEOUT_S);
+		hook_exec(j->res, j->path, j->ev, &j->state, (int)j->res->conf.handler_timeout_s);
 		free(j);
 		pthread_mutex_lock(&hook_lock);
 		hook_running--;
@@ -262,9 +264,8 @@ hook_run_sync(struct res *r, enum hook_event ev, int timeout_s)
 void
 hook_drain(struct res *r)
 {
-	uint64_t end = util_now_ms() + (HOOK_TIMEOUT_S + 5) * 1000ull;
+	uint64_t end = util_now_ms() + (r->conf.handler_timeout_s + 5) * 1000ull;
 
-	(void)r;
 	pthread_mutex_lock(&hook_lock);
 	while (hook_running && util_now_ms() < end) {
 		pthread_mutex_unlock(&hook_lock);

@@ -151,7 +151,7 @@ main(int argc, char **argv)
 	static struct res res;
 	struct res *r = &res;
 	const char *file = NULL, *node = NULL;
-	int foreground = 0, check = 0, dump = 0, notify_fd = -1, opt, rc, code = 0;
+	int foreground = 0, check = 0, dump = 0, notify_fd = -1, lock_fd, opt, rc, code = 0;
 	enum log_level lvl = LOG_LVL_INFO;
 	char err[512], ident[96];
 	struct meta_sb sb;
@@ -201,10 +201,12 @@ main(int argc, char **argv)
 			"(use frontend = export)\n", file, conf_frontend_name(r->conf.frontend));
 		return EXIT_CONFIG;
 	}
-	/* Another daemon of this resource: refuse before touching anything. */
-	if (ctl_probe(r->conf.control) == 0) {
-		fprintf(stderr, "mirrord: another mirrord is already running on %s\n",
-			r->conf.control);
+	/* Another daemon of this resource: refuse before touching anything.
+	 * The lock stays held (and is inherited by the daemonized child)
+	 * until this process exits. */
+	lock_fd = ctl_lock(r->conf.control, err, sizeof(err));
+	if (lock_fd < 0) {
+		fprintf(stderr, "mirrord: %s\n", err);
 		return EXIT_CONFIG;
 	}
 	log_set_level(lvl);
@@ -252,6 +254,9 @@ main(int argc, char **argv)
 		LOG_ERROR("cannot fork: %s", strerror(errno));
 		return EXIT_RUNTIME;
 	}
+	/* The lock file names the daemon, not the parent that just exited. */
+	if (!foreground)
+		ctl_lock_pid(lock_fd);
 	rc = dm_open(&r->dm, r->md_fd, &sb, r->conf.al_extents, err, sizeof(err));
 	if (rc) {
 		LOG_ERROR("%s: %s", r->conf.disk, err);
@@ -367,6 +372,7 @@ out:
 	close(r->md_fd);
 	disk_close(r->disk);
 	LOG_INFO("stopped (exit %d)", code);
+	close(lock_fd);	/* last: the next daemon may start from here on */
 	notify_parent(notify_fd, (char)(code ? code : EXIT_RUNTIME));
 	return code;
 }

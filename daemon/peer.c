@@ -59,6 +59,8 @@ struct peer {
 	int verify_done;
 	uint64_t verify_bad;
 	int state_dirty;         /* local role/disk changed: send STATE */
+	uint64_t state_req;      /* bumped by each peer_state_changed() */
+	uint64_t state_acked;    /* the last state_req the peer has processed */
 	int link_failed;
 	int resync_done;
 	unsigned links_open;     /* data links posted to queues and not yet closed */
@@ -198,8 +200,56 @@ peer_set_behind(struct res *r)
 void
 peer_state_changed(struct res *r)
 {
-	if (r->peer)
-		peer_set(r->peer, &r->peer->state_dirty, 1);
+	struct peer *p = r->peer;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&r->lock);
+	p->state_dirty = 1;
+	p->state_req++;
+	pthread_mutex_unlock(&r->lock);
+	peer_wake(p);
+}
+
+/* r->cond wait until abs_ms (util_now_ms() time); r->lock held. */
+static void
+peer_cond_wait_until(struct res *r, uint64_t abs_ms)
+{
+	uint64_t now = util_now_ms(), left = abs_ms > now ? abs_ms - now : 0;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(left / 1000);
+	ts.tv_nsec += (long)(left % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+}
+
+int
+peer_state_wait_acked(struct res *r, unsigned ms)
+{
+	struct peer *p = r->peer;
+	uint64_t end = util_now_ms() + ms, want;
+	int rc = 0;
+
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	want = p->state_req;
+	/* Not connected: the next session's state exchange tells the peer
+	 * before anything else, so there is nothing to wait for. */
+	while (p->state_acked < want && r->state.conn == RSM_C_CONNECTED) {
+		if (util_now_ms() >= end) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		peer_cond_wait_until(r, end);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return rc;
 }
 
 int
@@ -218,6 +268,28 @@ peer_info(struct res *r, int *role, int *disk)
 	return known ? 0 : -ENOENT;
 }
 
+/* Under r->lock: connect asked, and the node is not trying yet. */
+static int
+peer_may_start_connecting(void *arg, const struct rsm_state *cur)
+{
+	const struct peer *p = arg;
+
+	return p->want && (cur->conn == RSM_C_STANDALONE || cur->conn == RSM_C_SPLITBRAIN);
+}
+
+/* Under r->lock: disconnect asked and no connect since. */
+static int
+peer_may_go_standalone(void *arg, const struct rsm_state *cur)
+{
+	const struct peer *p = arg;
+
+	return !p->want && (cur->conn == RSM_C_CONNECTING || cur->conn == RSM_C_CONNECTED);
+}
+
+/* The state says "connecting" before connect returns: a command run next
+ * (wait-sync, wait-connect) must not see the standalone or splitbrain
+ * state that this connect just ended (the peer thread may take up to a
+ * poll period to get there itself). */
 int
 peer_connect(struct res *r, int discard_my_data, char *why, size_t len)
 {
@@ -231,6 +303,25 @@ peer_connect(struct res *r, int discard_my_data, char *why, size_t len)
 	p->want = 1;
 	if (discard_my_data)
 		p->discard_my_data = 1;
+	pthread_mutex_unlock(&r->lock);
+	rsm_set_conn_if(r, RSM_C_CONNECTING, RSM_R_OFF, "connect", peer_may_start_connecting, p);
+	peer_wake(p);
+	return 0;
+}
+
+int
+peer_discard_my_data(struct res *r, char *why, size_t len)
+{
+	struct peer *p = r->peer;
+
+	if (!p) {
+		snprintf(why, len, "no peer: configure a second [node] and a secret-file");
+		return -ENOTCONN;
+	}
+	/* Takes effect at the next connect; a split brain stays visible. */
+	pthread_mutex_lock(&r->lock);
+	p->discard_my_data = 1;
+	p->want = 0;
 	pthread_mutex_unlock(&r->lock);
 	peer_wake(p);
 	return 0;
@@ -629,7 +720,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	p->resync_done = 0;
 	pthread_mutex_unlock(&r->lock);
 	if (fence) {
-		int rc = hook_run_sync(r, HOOK_FENCE_PEER, 60), fenced;
+		int rc = hook_run_sync(r, HOOK_FENCE_PEER, (int)r->conf.handler_timeout_s), fenced;
 		const char *what = peer_fence_verdict(rc, &fenced);
 
 		if (fenced) {
@@ -964,6 +1055,10 @@ peer_established(struct peer *p, int source, int target)
 	unsigned char buf[sizeof(struct px_state)];
 	uint64_t last_rx = util_now_ms(), last_tx = last_rx;
 	uint32_t timeout = r->conf.ping_timeout_ms;
+	/* The peer answers every PING in order, after the messages before
+	 * it: the ack of the PING sent right behind a STATE says the peer has
+	 * processed that STATE (demote waits for it). */
+	uint64_t pings = 0, acks = 0, state_ping = 0, state_req = 0;
 	char why[160];
 	int rc;
 
@@ -971,7 +1066,7 @@ peer_established(struct peer *p, int source, int target)
 		struct pollfd pf[2] = { { .fd = p->meta.fd, .events = POLLIN },
 					{ .fd = p->efd, .events = POLLIN } };
 		int stop, want, dirty, failed, done, restart, vdone, outdate;
-		uint64_t vbad;
+		uint64_t vbad, req;
 		uint64_t now;
 
 		/* TLS may hold a whole message already: then do not wait. */
@@ -988,6 +1083,7 @@ peer_established(struct peer *p, int source, int target)
 		stop = p->stop;
 		want = p->want;
 		dirty = p->state_dirty;
+		req = p->state_req;
 		failed = p->link_failed;
 		done = p->resync_done;
 		restart = p->restart;
@@ -1007,10 +1103,6 @@ peer_established(struct peer *p, int source, int target)
 			p->outdate_self = 1;
 			p->outdate_peer = !stop;
 			peer_teardown(p, stop ? "shutting down" : "disconnect", 0);
-			return;
-		}
-		if (failed) {
-			peer_teardown(p, "a data link failed", 1);
 			return;
 		}
 		if (restart) {
@@ -1063,6 +1155,10 @@ peer_established(struct peer *p, int source, int target)
 			peer_local_state(r, &st);
 			px_state_encode(buf, &st);
 			px_send_s(&p->meta, PX_STATE, 0, 0, buf, sizeof(buf));
+			if (px_send_s(&p->meta, PX_PING, 0, 0, NULL, 0) == 0) {
+				state_ping = ++pings;
+				state_req = req;
+			}
 			last_tx = util_now_ms();
 		}
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -1084,6 +1180,12 @@ peer_established(struct peer *p, int source, int target)
 				last_tx = last_rx;
 				break;
 			case PX_PING_ACK:
+				if (++acks == state_ping) {
+					pthread_mutex_lock(&r->lock);
+					p->state_acked = state_req;
+					pthread_cond_broadcast(&r->cond);
+					pthread_mutex_unlock(&r->lock);
+				}
 				break;
 			case PX_STATE:
 			case PX_SYNC_DONE:
@@ -1137,6 +1239,12 @@ peer_established(struct peer *p, int source, int target)
 				return;
 			}
 		}
+		/* After the meta link's messages: a peer that leaves in order
+		 * sends DISCONNECT there before it closes its data links. */
+		if (failed) {
+			peer_teardown(p, "a data link failed", 1);
+			return;
+		}
 		now = util_now_ms();
 		if (now - last_rx > timeout) {
 			LOG_WARN("peer: no answer for %u ms: peer considered dead", timeout);
@@ -1148,6 +1256,7 @@ peer_established(struct peer *p, int source, int target)
 				peer_teardown(p, "peer lost", 1);
 				return;
 			}
+			pings++;
 			last_tx = now;
 		}
 	}
@@ -1176,6 +1285,7 @@ peer_session(struct peer *p, int fd)
 	struct res *r = p->res;
 	struct px_hs_result hr;
 	struct px_state mine, theirs;
+	uint64_t req;
 	int d, source, target, rc;
 
 	p->meta.fd = fd;
@@ -1191,6 +1301,10 @@ peer_session(struct peer *p, int fd)
 	p->authed = 1;
 	/* Derived by both sides in the handshake; data links must carry it. */
 	p->session = hr.session;
+	/* The STATE below carries every local change up to here. */
+	pthread_mutex_lock(&r->lock);
+	req = p->state_req;
+	pthread_mutex_unlock(&r->lock);
 	if (peer_exchange_state(p, &mine, &theirs)) {
 		LOG_WARN("peer: state exchange failed");
 		goto fail;
@@ -1227,7 +1341,11 @@ peer_session(struct peer *p, int fd)
 	/* What changed before this session was in the state exchange; a
 	 * restart or a discard asked before it is done with. */
 	pthread_mutex_lock(&r->lock);
-	p->state_dirty = 0;
+	/* A change after the exchange still has to be sent. */
+	if (p->state_req == req)
+		p->state_dirty = 0;
+	p->state_acked = req;
+	pthread_cond_broadcast(&r->cond);
 	p->restart = 0;
 	if (!target)
 		p->discard_my_data = 0;
@@ -1279,11 +1397,11 @@ peer_main(void *arg)
 		if (stop)
 			break;
 		if (!want) {
-			struct rsm_state s;
 			uint64_t v;
-			rsm_get(r, &s);
-			if (s.conn == RSM_C_CONNECTING || s.conn == RSM_C_CONNECTED)
-				peer_conn_state(r, RSM_C_STANDALONE, RSM_R_OFF, "disconnect");
+
+			/* Unless a connect came in since want was read. */
+			rsm_set_conn_if(r, RSM_C_STANDALONE, RSM_R_OFF, "disconnect",
+					peer_may_go_standalone, p);
 			/* Drain stray accepts so a retrying peer sees a refusal. */
 			if (p->listen_fd >= 0 && peer_poll(p, p->listen_fd, POLLIN, 500)) {
 				int c = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);

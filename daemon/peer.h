@@ -32,10 +32,18 @@ void peer_stop(struct res *r);
 /* Operator commands (control thread).  0 or -errno with why set. */
 int peer_connect(struct res *r, int discard_my_data, char *why, size_t len);
 int peer_disconnect(struct res *r, char *why, size_t len);
+/* discard-my-data: be the sync target at the next connect; stops trying
+ * meanwhile, keeping a splitbrain state as it is. */
+int peer_discard_my_data(struct res *r, char *why, size_t len);
 /* Drops the current session (if any) and connects again. */
 int peer_reconnect(struct res *r);
 /* The local role changed: tell the peer. */
 void peer_state_changed(struct res *r);
+/* Waits until the peer has processed the state of the last
+ * peer_state_changed() (its PING_ACK behind our STATE is in), while
+ * connected, at most ms.  0, or -ETIMEDOUT (the peer may not know yet).
+ * Any thread but the peer thread. */
+int peer_state_wait_acked(struct res *r, unsigned ms);
 /* Peer's view for status; 0 when known. */
 int peer_info(struct res *r, int *role, int *disk);
 

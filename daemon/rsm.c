@@ -156,6 +156,25 @@ rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
 	rsm_announce(r, &prev, &next, why);
 }
 
+int
+rsm_set_conn_if(struct res *r, enum rsm_conn conn, enum rsm_repl repl, const char *why,
+		int (*ok)(void *arg, const struct rsm_state *cur), void *arg)
+{
+	struct rsm_state prev, next;
+
+	pthread_mutex_lock(&r->lock);
+	prev = next = r->state;
+	if (!ok(arg, &prev)) {
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	next.conn = conn;
+	next.repl = repl;
+	rsm_store_locked(r, &next);
+	pthread_mutex_unlock(&r->lock);
+	rsm_announce(r, &prev, &next, why);
+	return 1;
+}
 
 /* Promotion table.  Refused when:
  *   the disk has failed or is absent               (nothing to serve)
@@ -342,5 +361,11 @@ rsm_demote(struct res *r, char *why, size_t len)
 		return rc;
 	}
 	peer_state_changed(r);
+	/* Returns once the peer knows, so that a promote there right after
+	 * is not refused with "peer is primary"; bounded: a peer that does
+	 * not answer within ping-timeout is about to be dropped anyway. */
+	if (peer_state_wait_acked(r, r->conf.ping_timeout_ms))
+		snprintf(why, len, "demoted, but the peer has not confirmed it within %u ms: "
+			 "a promote there may be refused until it has", r->conf.ping_timeout_ms);
 	return 0;
 }

@@ -37,12 +37,21 @@ void rsm_set(struct res *r, const struct rsm_state *next, const char *why);
  * slow work must not write back a connection state the peer thread
  * changed meanwhile. */
 void rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why);
+/* Sets the connection and replication fields when ok(arg, current state),
+ * evaluated under r->lock, holds: a transition that must not overwrite one
+ * another thread made meanwhile (connect against the peer thread's
+ * "standalone").  Returns 1 when it set them, 0 when ok refused. */
+int rsm_set_conn_if(struct res *r, enum rsm_conn conn, enum rsm_repl repl, const char *why,
+		    int (*ok)(void *arg, const struct rsm_state *cur), void *arg);
 /* Current state (any thread). */
 void rsm_get(struct res *r, struct rsm_state *out);
 
 /* The operator's commands.  Return 0, or -errno with why filled in
  * words for the operator (mirrorctl exits 1 with it). */
 int rsm_promote(struct res *r, int force, char *why, size_t len);
+/* demote returns once the connected peer has processed the new role (at
+ * most ping-timeout); when it did not answer in time the node is
+ * secondary all the same, 0 is returned and why holds a warning. */
 int rsm_demote(struct res *r, char *why, size_t len);
 /* Outdated, as DRBD has it: consistent data that misses writes a primary
  * made without this node.  Recorded in the metadata (META_F_UPTODATE

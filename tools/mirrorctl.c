@@ -46,7 +46,7 @@ usage(FILE *f)
 		"  create-md [--force] [--granularity SIZE]   write fresh metadata (daemon stopped)\n"
 		"  show-md                                     print the on-disk metadata (daemon stopped)\n"
 		"  status [--json]          events             promote [--force]     demote\n"
-		"  connect   disconnect     invalidate         verify                discard-my-data\n"
+		"  connect   disconnect     invalidate [--force]  verify             discard-my-data\n"
 		"  wait-sync [--timeout S]  wait-connect [--timeout S]  resume-io  outdate\n");
 }
 
@@ -380,6 +380,8 @@ cmd_daemon(const struct opts *o, const char *cmd)
 		json_object_put(resp);
 		return code == EXIT_USAGE ? EXIT_USAGE : EXIT_REFUSED;
 	}
+	if (json_object_object_get_ex(resp, "warning", &st))
+		fprintf(stderr, "mirrorctl: %s: warning: %s\n", cmd, json_object_get_string(st));
 	if (strcmp(cmd, "status") == 0 && json_object_object_get_ex(resp, "status", &st)) {
 		if (o->json)
 			puts(json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN |

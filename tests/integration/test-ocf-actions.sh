@@ -3,7 +3,8 @@
 # it, against a real mirrord (node alpha, started by the agent) whose peer
 # beta runs on loopback: the exit codes of monitor, start, promote, demote,
 # stop and validate-all, and the promotion score, recorded by a fake
-# crm_master (the cluster boundary) first on PATH.
+# crm_master (the cluster boundary) first on PATH.  stop fails while a ublk
+# device of the resource is left (a fake one: this host has no ublk).
 # timeout: 240
 source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
@@ -313,6 +314,39 @@ assert_eq "$(conf_pids "$CA")" "$APID" "mirrord after start on a mute daemon"
 expect_rc $OCF_SUCCESS stop
 bm_alive "$APID" && fail "mirrord $APID still runs after stop"
 bm_forget "$APID"
+expect_rc $OCF_NOT_RUNNING monitor
+
+# ---- stop with a ublk device left: the next start would resume it ---------
+# mirrord names its ublk device in CONTROL.ublk while the device exists; a
+# device left after mirrord stopped (held open, or mirrord killed) would be
+# re-attached by the next start as primary.  This host has no ublk: a fake
+# state file and fake device nodes (BLKMIRROR_DEV_DIR) test the agent's logic.
+mkdir -p "$T/dev"
+echo 4242 >"$T/ra.sock.ublk"
+: >"$T/dev/ublkb4242"
+# Stopped already: the device alone fails the stop.
+expect_rc $OCF_ERR_GENERIC BLKMIRROR_DEV_DIR="$T/dev" stop
+assert_contains "$T/ra.out" "ublkb4242 of r0 is left after mirrord stopped" "stop's exit reason"
+test -f "$T/ra.sock.ublk" || fail "stop removed the state file of a device that exists"
+# Running: mirrord is stopped, and the stop still fails.
+expect_rc $OCF_SUCCESS BLKMIRROR_DEV_DIR="$T/dev" start
+adopt
+expect_rc $OCF_ERR_GENERIC BLKMIRROR_DEV_DIR="$T/dev" stop
+bm_alive "$APID" && fail "mirrord $APID still runs after stop"
+bm_forget "$APID"
+assert_contains "$T/ra.out" "ublkb4242 of r0 is left" "stop's exit reason, after stopping mirrord"
+# Only the char device left: the same.
+rm "$T/dev/ublkb4242"
+: >"$T/dev/ublkc4242"
+expect_rc $OCF_ERR_GENERIC BLKMIRROR_DEV_DIR="$T/dev" stop
+# The device gone: the file is stale; stop removes it and succeeds.
+rm "$T/dev/ublkc4242"
+expect_rc $OCF_SUCCESS BLKMIRROR_DEV_DIR="$T/dev" stop
+test -e "$T/ra.sock.ublk" && fail "stop left the state file of a device that is gone"
+# A file that names nothing: removed too.
+echo garbage >"$T/ra.sock.ublk"
+expect_rc $OCF_SUCCESS BLKMIRROR_DEV_DIR="$T/dev" stop
+test -e "$T/ra.sock.ublk" && fail "stop left a state file that names nothing"
 expect_rc $OCF_NOT_RUNNING monitor
 
 bm_stop "$PB"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Both nodes promoted while apart and both written: reconnecting reports
 # splitbrain, moves nothing, fires an event; discard-my-data on beta, then
-# connect, resyncs beta from alpha and the disks end equal.
+# connect, resyncs beta from alpha and the disks end equal, with the
+# documented commands run back to back.
 # timeout: 120
 source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
@@ -29,10 +30,16 @@ assert_eq "$(md5sum <"$T/rb.img")" "$sumb" "split brain moved data to beta"
 expect_fail ctlb wait-sync --timeout 2
 kill "$evpid" 2>/dev/null || true
 
+# The recovery of blkmirror-ha(7) and mirrorctl(8), back to back: each
+# command returns once its effect is settled, so the next one never sees the
+# split brain that connect just ended.
 ctlb discard-my-data
-ctla connect
 ctlb connect
+[[ $(field "$CB" connection) != splitbrain ]] || fail "beta still in split brain after connect"
+ctla connect
+[[ $(field "$CA" connection) != splitbrain ]] || fail "alpha still in split brain after connect"
 ctla wait-sync --timeout 60 || fail "no resync after discard-my-data"
+ctlb wait-sync --timeout 60 || fail "beta: wait-sync after the resync"
 "$PYTHON" -c '
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])

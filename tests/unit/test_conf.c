@@ -155,6 +155,7 @@ static const char every_key[] =
 	"max-async-lag = 1G\n"
 	"on-congestion = pull-ahead\n"
 	"resync-rate = 100M\n"
+	"handler-timeout = 90\n"
 	"\n"
 	"[node alpha]\n"
 	"address = alpha.example.com:7790\n"
@@ -190,16 +191,17 @@ test_conf_every_key_parsed(void)
 	CU_ASSERT_EQUAL(cf.max_async_lag, 1ull << 30);
 	CU_ASSERT_EQUAL(cf.on_congestion_pull_ahead, 1);
 	CU_ASSERT_EQUAL(cf.resync_rate, 100ull << 20);
+	CU_ASSERT_EQUAL(cf.handler_timeout_s, 90);
 	CU_ASSERT_EQUAL_FATAL(cf.node_count, 2);
 	CU_ASSERT_STRING_EQUAL(cf.nodes[0].address, "alpha.example.com:7790");
 	CU_ASSERT_STRING_EQUAL(cf.nodes[0].host, "alpha.example.com");
 	CU_ASSERT_EQUAL(cf.nodes[0].port, 7790);
-	CU_ASSERT_EQUAL(cf.nodes[0].line, 27);
+	CU_ASSERT_EQUAL(cf.nodes[0].line, 28);
 	CU_ASSERT_STRING_EQUAL(cf.nodes[1].name, "beta");
 	CU_ASSERT_STRING_EQUAL(cf.nodes[1].address, "[2001:db8::2]:7791");
 	CU_ASSERT_STRING_EQUAL(cf.nodes[1].host, "2001:db8::2");
 	CU_ASSERT_EQUAL(cf.nodes[1].port, 7791);
-	CU_ASSERT_EQUAL(cf.nodes[1].line, 30);
+	CU_ASSERT_EQUAL(cf.nodes[1].line, 31);
 	CU_ASSERT_EQUAL(cf.self, 1);
 	CU_ASSERT_EQUAL(cf.peer, 0);
 }
@@ -658,6 +660,7 @@ test_conf_dump_round_trip(void)
 		"after-sb-0pri = disconnect\n"
 		"resync-rate = 104857600\n"
 		"fencing = dont-care\n"
+		"handler-timeout = 90\n"
 		"\n"
 		"[node alpha]\n"
 		"address = alpha.example.com:7790\n"
@@ -710,6 +713,7 @@ test_conf_dump_defaults(void)
 		"after-sb-0pri = disconnect\n"
 		"resync-rate = 0\n"
 		"fencing = dont-care\n"
+		"handler-timeout = 60\n"
 		"\n"
 		"[node alpha]\n"
 		"address = 192.0.2.1:7789\n";

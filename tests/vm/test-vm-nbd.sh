@@ -9,7 +9,11 @@
 # I/O fails at once, and the restarted daemon disconnects the leftover
 # device; after a clean stop the backing file itself holds the file system.  Then two nodes on 127.0.0.1,
 # protocol sync: mkfs, mount, write, sync, unmount on the primary's
-# /dev/nbdN, and both disks' data areas are equal.
+# /dev/nbdN, and both disks' data areas are equal.  Last, two nodes with
+# protocol async and a small max-async-lag: a write that waits for lag room
+# while the peer is stopped is still in the write path when demote has
+# disconnected the device; demote fails after its 10 s drain and the node
+# stays primary, and once the peer resumes, demote succeeds.
 # timeout: 420
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
@@ -174,4 +178,38 @@ nbd_assert_unbound "after both stopped"
 assert_disks_equal "alpha's and beta's data areas differ"
 e2fsck -fn "$T/rb.img" >"$T/fsck-rb.txt" 2>&1 ||
     { cat "$T/fsck-rb.txt"; fail "e2fsck -n on beta's backing file found errors"; }
+rm -f "$T"/ra.* "$T"/rb.* "$T/ports"
+
+# ---- Two nodes, protocol async: demote with a write in the write path ----
+# async: a FLUSH does not wait for the peer, so demote's own flush passes;
+# a write past max-async-lag waits for the stopped peer's acks.  A long
+# ping-timeout keeps the stopped peer connected past the 10 s drain.
+step "two nodes, async: demote refused while a write waits for the stopped peer"
+bm_pair 64M protocol=async max-async-lag=64K frontend=nbd export-listen= ping-timeout=40
+bm_pair_initial_sync
+dev=$(field "$CA" device)
+[[ $dev =~ ^/dev/nbd[0-9]+$ ]] || fail "alpha's device after promote: '$dev'"
+kill -STOP "$PB"
+bm_on_exit kill -CONT "$PB"
+dd if=/dev/urandom of="$dev" bs=64k count=4 oflag=direct status=none 2>/dev/null &
+ddpid=$!
+write_in_flight() { (( $(field "$CA" inflight.requests) > 0 )); }
+wait_for 10 write_in_flight
+rc=0
+out=$(ctla demote 2>&1) || rc=$?
+kill -CONT "$PB"
+assert_eq "$rc" 1 "demote's exit code with a write in the write path"
+assert_contains "$out" "still carry requests" "demote refusal while a write waits"
+assert_eq "$(field "$CA" role)" primary "still primary after the refused demote"
+wait "$ddpid" 2>/dev/null || true
+# The peer acknowledges again: the write completes, its connection ends,
+# and the next demote succeeds.
+demoted() { ctla demote >/dev/null 2>&1; }
+wait_for 60 demoted
+assert_eq "$(field "$CA" role)" secondary "role after the demote that succeeded"
+nbd_assert_unbound "after the demote that succeeded"
+ctla wait-sync --timeout 60 || fail "not in sync after the stall"
+bm_stop "$PA"
+bm_stop "$PB"
+assert_disks_equal "alpha's and beta's data areas differ after the async stall"
 echo "all steps passed"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# demote returns once the connected peer knows: a promote on the peer right
+# after it is never refused with "peer is primary".  Twenty switch-overs
+# back and forth, with no pause between the two commands.
+# timeout: 120
+source "$(dirname "$0")/functions.sh"
+source "$(dirname "$0")/repl.sh"
+bm_setup
+bm_pair 16M
+bm_pair_initial_sync
+
+# mirrorctl alone takes a few ms to start, enough for the peer to catch up;
+# an operator's script may be quicker: both control connections are open
+# before, and the promote goes out as soon as the demote's answer is in.
+"$PYTHON" - "$T/ra.sock" "$T/rb.sock" <<'PY' || fail "a switch-over was refused"
+import json, socket, sys, time
+
+def conn(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(path)
+    return s, s.makefile("r")
+
+def ask(c, cmd):
+    c[0].sendall((json.dumps({"cmd": cmd}) + "\n").encode())
+    return json.loads(c[1].readline())
+
+a, b = conn(sys.argv[1]), conn(sys.argv[2])
+for i in range(1, 21):
+    frm, to = (a, b) if i % 2 else (b, a)
+    names = ("alpha", "beta") if i % 2 else ("beta", "alpha")
+    t0 = time.monotonic()
+    r = ask(frm, "demote")
+    if not r["ok"]:
+        sys.exit("round %d: demote on %s refused: %s" % (i, names[0], r["error"]))
+    t1 = time.monotonic()
+    r = ask(to, "promote")
+    if not r["ok"]:
+        sys.exit("round %d: promote on %s %.1f ms after demote on %s returned (it took %.1f ms): %s"
+                 % (i, names[1], (time.monotonic() - t1) * 1000, names[0], (t1 - t0) * 1000,
+                    r["error"]))
+PY
+assert_eq "$(field "$CA" role)" primary "alpha's role at the end"
+assert_eq "$(field "$CB" role)" secondary "beta's role at the end"
+assert_eq "$(field "$CA" connection)" connected "still connected"
+bm_stop "$PA"; bm_stop "$PB"
