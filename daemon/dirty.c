@@ -59,6 +59,10 @@ struct dm {
 	struct req_wait *waiters;
 	uint64_t md_writes;
 	int gen_bump;             /* next unreplicated write starts a generation */
+	uint64_t sync_req;        /* dm_sync_bitmap calls asked for ... */
+	uint64_t sync_done;       /* ... and answered by the thread */
+	int sync_rc;              /* result of the last answered one */
+	pthread_cond_t sync_cond; /* signalled when sync_done moves */
 	int stopping;
 	int thread_started;
 	pthread_t thread;
@@ -266,6 +270,27 @@ dm_evict(struct dm *dm)
 	}
 }
 
+static int dm_flush_all(struct dm *dm, struct bm *b, uint64_t base);
+
+/* Answers the dm_sync_bitmap calls made so far.  The I/O runs under the
+ * lock: a page snapshot written by the thread cannot then overtake a newer
+ * one, and a resync end is rare enough that writers may wait for it. */
+static void
+dm_sync_run(struct dm *dm)
+{
+	uint64_t req = dm->sync_req;
+	int rc = dm->md_error ? dm->md_error : dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
+
+	if (rc < 0 && !dm->md_error) {
+		LOG_ERROR("metadata: writing the bitmap failed: %s", strerror(-rc));
+		dm->md_error = rc;
+		dm_wake(dm);
+	}
+	dm->sync_rc = rc;
+	dm->sync_done = req;
+	pthread_cond_broadcast(&dm->sync_cond);
+}
+
 static void *
 dm_thread(void *arg)
 {
@@ -275,6 +300,10 @@ dm_thread(void *arg)
 	for (;;) {
 		if (dm->pending) {
 			dm_commit_batch(dm);
+			continue;
+		}
+		if (dm->sync_req != dm->sync_done) {
+			dm_sync_run(dm);
 			continue;
 		}
 		if (dm->stopping)
@@ -348,6 +377,7 @@ dm_open(struct dm **out, int md_fd, const struct meta_sb *sb, uint32_t al_extent
 	pthread_mutex_init(&dm->lock, NULL);
 	pthread_mutex_init(&dm->sb_lock, NULL);
 	pthread_cond_init(&dm->cond, NULL);
+	pthread_cond_init(&dm->sync_cond, NULL);
 	nbits = (sb->data_size + sb->granularity - 1) >> dm->gran_shift;
 	dm->n_ext = (uint32_t)((sb->data_size + (1ull << dm->ext_shift) - 1) >> dm->ext_shift);
 	rc = bm_new(&dm->bitmap, nbits);
@@ -462,6 +492,7 @@ dm_free(struct dm *dm)
 	pthread_mutex_destroy(&dm->lock);
 	pthread_mutex_destroy(&dm->sb_lock);
 	pthread_cond_destroy(&dm->cond);
+	pthread_cond_destroy(&dm->sync_cond);
 	dm->magic = 0;
 	free(dm);
 }
@@ -633,6 +664,86 @@ dm_flush_bitmap(struct dm *dm)
 	VERIFY(!dm->thread_started);
 	rc = dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
 	pthread_mutex_unlock(&dm->lock);
+	return rc;
+}
+
+int
+dm_sync_bitmap(struct dm *dm)
+{
+	uint64_t mine;
+	int rc;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	if (!dm->thread_started) {
+		rc = dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
+		pthread_mutex_unlock(&dm->lock);
+		return rc;
+	}
+	mine = ++dm->sync_req;
+	pthread_cond_signal(&dm->cond);
+	while (dm->sync_done < mine)
+		pthread_cond_wait(&dm->sync_cond, &dm->lock);
+	rc = dm->sync_rc;
+	pthread_mutex_unlock(&dm->lock);
+	return rc;
+}
+
+void
+dm_clear_all(struct dm *dm)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	bm_clear_range(dm->bitmap, 0, bm_nbits(dm->bitmap));
+	pthread_mutex_unlock(&dm->lock);
+}
+
+int
+dm_any_oos(struct dm *dm)
+{
+	int any;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	any = bm_count(dm->bitmap) > 0;
+	pthread_mutex_unlock(&dm->lock);
+	return any;
+}
+
+void
+dm_leave_primary(struct dm *dm, struct meta_sb *sb)
+{
+	/* A primary's bits are its own writes the peer lacks: a connection
+	 * starts with a resync or clears the bits (no sync), so a connected
+	 * primary carries no stale ones. */
+	if (dm_any_oos(dm))
+		sb->flags |= META_F_LOCAL_CHANGES;
+	sb->flags &= ~META_F_PRIMARY;
+}
+
+int
+dm_new_gen_now(struct dm *dm)
+{
+	struct meta_sb sb;
+	int bump, rc;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	bump = dm->gen_bump;
+	dm->gen_bump = 0;
+	pthread_mutex_unlock(&dm->lock);
+	if (!bump)	/* none asked, or a write alone took it already */
+		return 0;
+	dm_sb_get(dm, &sb);
+	meta_start_generation(&sb);
+	rc = dm_sb_write(dm, &sb);
+	if (!rc) {
+		LOG_INFO("metadata: peer lost with blocks out of sync: new generation %016llx",
+			 (unsigned long long)sb.gen_current);
+		return 0;
+	}
+	/* Not moved: the next write alone must still try. */
+	dm_new_gen_on_write(dm, 1);
 	return rc;
 }
 

@@ -289,6 +289,7 @@ peer_gen_side(const struct px_state *st, int discard, struct gen_side *g)
 	g->oos_bits = st->oos_bits;
 	g->primary = st->role;
 	g->crashed_primary = !!(st->flags & META_F_CRASHED_PRIMARY);
+	g->local_changes = !!(st->flags & META_F_LOCAL_CHANGES);
 	g->discard_my_data = discard;
 	g->uptodate = st->disk == RSM_D_UPTODATE;
 }
@@ -581,9 +582,16 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	/* A primary that goes on alone starts a new generation, so the peer
 	 * can later tell that this side changed (gen_compare rule 40) -- but
 	 * only with its first write alone: a primary that is stopped or
-	 * reconnects without writing has not diverged. */
-	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED)
+	 * reconnects without writing has not diverged.  Unless blocks are out
+	 * of sync already (writes the links failed, pull-ahead): those are
+	 * writes alone too, and nothing else would record them once this node
+	 * is demoted.  Armed first, so a write racing with the check cannot
+	 * slip through at the old generation. */
+	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED) {
 		dm_new_gen_on_write(r->dm, 1);
+		if (dm_any_oos(r->dm))
+			dm_new_gen_now(r->dm);
+	}
 	if (s.conn != RSM_C_SPLITBRAIN)
 		peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, why);
 }
@@ -749,7 +757,8 @@ peer_begin_target(struct res *r)
 	struct rsm_state s;
 
 	dm_sb_get(r->dm, &sb);
-	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
+	/* Whatever it wrote alone is being overwritten. */
+	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT | META_F_LOCAL_CHANGES);
 	dm_sb_write(r->dm, &sb);
 	rsm_get(r, &s);
 	s.disk = RSM_D_INCONSISTENT;
@@ -827,11 +836,16 @@ peer_sync_finished_target(struct peer *p, const struct px_state *src)
 	struct meta_sb sb;
 	struct rsm_state s;
 
+	/* The bits the resync cleared, on disk before the generation that says
+	 * "in sync": else a crash from here on brings them back. */
+	if (dm_sync_bitmap(r->dm))
+		return;		/* metadata failed: stay inconsistent */
 	dm_sb_get(r->dm, &sb);
 	sb.gen_current = src->gen_current;
 	sb.gen_bitmap = 0;
 	sb.flags |= META_F_UPTODATE | META_F_CONSISTENT;
-	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY | META_F_DISCARD_REQUESTED);
+	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY | META_F_DISCARD_REQUESTED |
+		      META_F_LOCAL_CHANGES);
 	dm_sb_write(r->dm, &sb);
 	rsm_get(r, &s);
 	s.disk = RSM_D_UPTODATE;
@@ -860,9 +874,12 @@ peer_sync_finished_source(struct peer *p)
 	struct px_state st;
 	struct rsm_state s;
 
+	/* As on the target: cleared bits durable before the record that the
+	 * peer has everything. */
+	dm_sync_bitmap(r->dm);
 	dm_sb_get(r->dm, &sb);
 	sb.gen_bitmap = 0;
-	sb.flags &= ~META_F_CRASHED_PRIMARY;
+	sb.flags &= ~(META_F_CRASHED_PRIMARY | META_F_LOCAL_CHANGES);
 	dm_sb_write(r->dm, &sb);
 	peer_local_state(r, &st);
 	px_state_encode(buf, &st);
@@ -872,12 +889,21 @@ peer_sync_finished_source(struct peer *p)
 	rsm_set(r, &s, "resync finished");
 }
 
-/* In sync with the peer from the start: no bitmap generation needed. */
+/* In sync with the peer from the start: no bitmap generation needed.  Bits
+ * left (gen_compare row 38) name blocks that hold the same data on both,
+ * stale marks no record explains: cleared, durably, so that a later crash
+ * cannot bring them back. */
 static void
 peer_in_sync(struct res *r)
 {
 	struct meta_sb sb;
 
+	if (dm_any_oos(r->dm)) {
+		LOG_INFO("peer: no resync: clearing blocks marked out of sync that neither "
+			 "node wrote");
+		dm_clear_all(r->dm);
+		dm_sync_bitmap(r->dm);
+	}
 	dm_sb_get(r->dm, &sb);
 	if (sb.gen_bitmap || (sb.flags & META_F_CRASHED_PRIMARY)) {
 		sb.gen_bitmap = 0;

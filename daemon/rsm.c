@@ -279,7 +279,7 @@ rsm_demote(struct res *r, char *why, size_t len)
 	fe_link_del(r, dev);
 	atomic_store(&r->writable, 0);
 	dm_sb_get(r->dm, &sb);
-	sb.flags &= ~META_F_PRIMARY;
+	dm_leave_primary(r->dm, &sb);
 	rc = dm_sb_write(r->dm, &sb);
 	if (rc) {
 		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));

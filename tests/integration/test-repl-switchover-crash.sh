@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# A secondary killed with -9 is never taken for a node that wrote.  After
+# planned switchovers (demote on one node, promote on the other, writes on
+# each primary) the secondary is killed, the primary writes 64 KiB alone,
+# and the secondary comes back: a bitmap resync from the node that wrote
+# alone (target-bitmap on the restarted node), never a split brain, and the
+# disks end equal.  Four runs on one pair:
+#   1. alpha -> beta -> alpha, writes on each primary, kill -9 of beta;
+#   2. the same with the primary idle when beta is killed;
+#   3. beta killed right after the resync of run 2 finished (the bits its
+#      resync cleared must stay cleared);
+#   4. the roles swapped: alpha wrote, demoted, beta promoted and wrote,
+#      kill -9 of alpha;
+#   5. a failover: beta, primary, killed after writes all over the disk,
+#      alpha promoted; beta folds its activity extents into its bitmap and
+#      becomes the target of a checksum resync that clears most bits
+#      without writing; killed right after it, beta must not find them
+#      again (show-md).
+# timeout: 300
+source "$(dirname "$0")/functions.sh"
+source "$(dirname "$0")/repl.sh"
+bm_setup
+bm_pair 64M
+bm_pair_initial_sync
+
+# put URI BYTE OFFSET LEN: writes LEN bytes of BYTE at OFFSET, flushed.
+put() {
+    "$PYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+h.pwrite(sys.argv[2].encode() * int(sys.argv[4]), int(sys.argv[3])); h.flush()' "$@"
+}
+
+connected() { [ "$(field "$1" connection)" = connected ]; }
+not_connected() { [ "$(field "$1" connection)" != connected ]; }
+peer_secondary() { [ "$(field "$1" peer.role)" = secondary ]; }
+
+# switch FROM_CTL TO_CTL TO_CONF: planned switchover, as an operator does it.
+switch() {
+    "$1" demote
+    wait_for 10 peer_secondary "$3"
+    "$2" promote || fail "promote after a clean demote refused"
+}
+
+# returns CONF NODE PIDVAR OTHER_CTL: restarts the killed node and checks
+# that it became a bitmap sync target and ended equal.
+returns() {
+    local conf=$1 node=$2 log
+    log=$T/$(basename "${conf%.conf}")-$node.log
+    echo "=== restart $node" >>"$log"
+    bm_start "$conf" "$node"
+    printf -v "$3" '%s' "$BM_PID"
+    wait_for 20 sh -c "grep -A1000 '=== restart $node' $log | grep -q 'peer: generations:'"
+    "$4" wait-sync --timeout 60 || true
+    grep -A1000 "=== restart $node" "$log" | grep 'peer: generations:' | tail -n 1
+    if grep -A1000 "=== restart $node" "$log" | grep -q 'split brain'; then
+        fail "$RUN: split brain where $node should be a bitmap sync target"
+    fi
+    grep -A1000 "=== restart $node" "$log" | grep 'peer: generations:' | tail -n 1 |
+        grep -q 'target-bitmap' || fail "$RUN: $node was not a bitmap sync target"
+    "$4" wait-sync --timeout 60 || fail "$RUN: no resync"
+    assert_eq "$(field "$conf" connection)" connected "$RUN: $node connected"
+}
+
+# equal: both stopped, data areas compared, both started again, connected.
+equal() {
+    local prim=$1
+    bm_stop "$PA"; bm_stop "$PB"
+    assert_disks_equal "$RUN: disks differ"
+    bm_start "$CA" alpha; PA=$BM_PID
+    bm_start "$CB" beta; PB=$BM_PID
+    wait_for 20 connected "$CA"
+    "ctl$prim" promote || fail "$RUN: promote after restart"
+}
+
+RUN="run 1 (switchover, writes, kill -9 of the secondary)"
+put "$UA" A 0 1048576
+switch ctla ctlb "$CB"
+put "$UB" B 1048576 1048576
+switch ctlb ctla "$CA"
+put "$UA" C 2097152 1048576
+bm_kill9 "$PB"
+wait_for 10 not_connected "$CA"
+put "$UA" D $((8 << 20)) 65536
+returns "$CB" beta PB ctla
+equal a
+
+RUN="run 2 (switchover, primary idle at the kill)"
+switch ctla ctlb "$CB"
+put "$UB" E $((12 << 20)) 1048576
+switch ctlb ctla "$CA"
+sleep 1
+bm_kill9 "$PB"
+wait_for 10 not_connected "$CA"
+put "$UA" F $((16 << 20)) 65536
+returns "$CB" beta PB ctla
+
+RUN="run 3 (target killed right after its resync)"
+bm_kill9 "$PB"
+wait_for 10 not_connected "$CA"
+put "$UA" G $((20 << 20)) 65536
+returns "$CB" beta PB ctla
+equal a
+
+RUN="run 4 (demote of a node that had written, kill -9 of alpha)"
+put "$UA" H $((24 << 20)) 1048576
+switch ctla ctlb "$CB"
+put "$UB" I $((28 << 20)) 1048576
+bm_kill9 "$PA"
+wait_for 10 not_connected "$CB"
+put "$UB" J $((32 << 20)) 65536
+returns "$CA" alpha PA ctlb
+equal b
+
+RUN="run 5 (failover, checksum resync, target killed right after)"
+for i in $(seq 0 15); do put "$UB" K $((i << 22)) 65536; done
+bm_kill9 "$PB"
+wait_for 10 not_connected "$CA"
+ctla promote || fail "$RUN: failover promote refused"
+put "$UA" L $((36 << 20)) 65536
+echo "=== run 5" >>"$T/rb-beta.log"
+bm_start "$CB" beta; PB=$BM_PID
+ctlb wait-sync --timeout 60 || fail "$RUN: no resync"
+sed -n '/=== run 5/,$p' "$T/rb-beta.log" >"$T/run5.log"
+grep -q 'activity extents were open' "$T/run5.log" || fail "$RUN: beta folded nothing"
+grep 'peer: generations:' "$T/run5.log" | tail -n 1 | grep -q 'target-bitmap' ||
+    fail "$RUN: the crashed primary was not a bitmap sync target"
+bm_kill9 "$PB"
+"$MIRRORCTL" -c "$CB" show-md --json >"$T/md.json"
+oos=$(bm_json .out_of_sync_bytes <"$T/md.json")
+assert_eq "$oos" 0 "$RUN: bits the resync cleared on beta came back after its crash"
+bm_start "$CB" beta; PB=$BM_PID
+ctla wait-sync --timeout 60 || fail "$RUN: no reconnect"
+assert_eq "$(field "$CB" connection)" connected "$RUN: beta connected"
+bm_stop "$PA"; bm_stop "$PB"
+assert_disks_equal "$RUN: disks differ"
