@@ -61,6 +61,7 @@ struct dm {
 	int gen_bump;             /* next unreplicated write starts a generation */
 	uint64_t sync_req;        /* dm_sync_bitmap calls asked for ... */
 	uint64_t sync_done;       /* ... and answered by the thread */
+	int sync_drain;           /* one of them also empties the activity map */
 	int sync_rc;              /* result of the last answered one */
 	pthread_cond_t sync_cond; /* signalled when sync_done moves */
 	int stopping;
@@ -272,15 +273,43 @@ dm_evict(struct dm *dm)
 
 static int dm_flush_all(struct dm *dm, struct bm *b, uint64_t base);
 
-/* Answers the dm_sync_bitmap calls made so far.  The I/O runs under the
- * lock: a page snapshot written by the thread cannot then overtake a newer
- * one, and a resync end is rare enough that writers may wait for it. */
+/* Takes every idle, durably marked extent out of the activity map (in
+ * memory; the caller writes the map).  Only once the bitmap is durable. */
+static void
+dm_cool_idle(struct dm *dm)
+{
+	uint32_t e = dm->lru_head, next;
+
+	for (; e != DM_NONE; e = next) {
+		struct dm_ext *x = &dm->ext[e];
+
+		next = x->next;
+		if (x->inflight || x->state != EXT_PENDING || x->batch > dm->durable_batch)
+			continue;
+		x->state = EXT_COLD;
+		dm_lru_del(dm, e);
+		dm->marked--;
+		bm_clear_range(dm->actmap, e, 1);
+	}
+}
+
+/* Answers the dm_sync_bitmap and dm_drain_activity calls made so far.  The
+ * I/O runs under the lock: a page snapshot written by the thread cannot
+ * then overtake a newer one, and these calls are rare (resync end,
+ * demote) enough that writers may wait. */
 static void
 dm_sync_run(struct dm *dm)
 {
 	uint64_t req = dm->sync_req;
+	int drain = dm->sync_drain;
 	int rc = dm->md_error ? dm->md_error : dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
 
+	dm->sync_drain = 0;
+	/* Bitmap first: only once it is durable may the marks go. */
+	if (!rc && drain) {
+		dm_cool_idle(dm);
+		rc = dm_flush_all(dm, dm->actmap, dm->actmap_off);
+	}
 	if (rc < 0 && !dm->md_error) {
 		LOG_ERROR("metadata: writing the bitmap failed: %s", strerror(-rc));
 		dm->md_error = rc;
@@ -667,8 +696,10 @@ dm_flush_bitmap(struct dm *dm)
 	return rc;
 }
 
-int
-dm_sync_bitmap(struct dm *dm)
+/* dm_sync_bitmap, and with drain dm_drain_activity: the metadata thread
+ * does it (it owns iobuf); before dm_start, the caller. */
+static int
+dm_sync(struct dm *dm, int drain)
 {
 	uint64_t mine;
 	int rc;
@@ -676,10 +707,14 @@ dm_sync_bitmap(struct dm *dm)
 	dm_check(dm);
 	pthread_mutex_lock(&dm->lock);
 	if (!dm->thread_started) {
-		rc = dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
+		dm->sync_req++;
+		dm->sync_drain |= drain;
+		dm_sync_run(dm);
+		rc = dm->sync_rc;
 		pthread_mutex_unlock(&dm->lock);
 		return rc;
 	}
+	dm->sync_drain |= drain;
 	mine = ++dm->sync_req;
 	pthread_cond_signal(&dm->cond);
 	while (dm->sync_done < mine)
@@ -687,6 +722,18 @@ dm_sync_bitmap(struct dm *dm)
 	rc = dm->sync_rc;
 	pthread_mutex_unlock(&dm->lock);
 	return rc;
+}
+
+int
+dm_sync_bitmap(struct dm *dm)
+{
+	return dm_sync(dm, 0);
+}
+
+int
+dm_drain_activity(struct dm *dm)
+{
+	return dm_sync(dm, 1);
 }
 
 void
@@ -715,8 +762,9 @@ dm_leave_primary(struct dm *dm, struct meta_sb *sb)
 {
 	/* A primary's bits are its own writes the peer lacks: a connection
 	 * starts with a resync or clears the bits (no sync), so a connected
-	 * primary carries no stale ones. */
-	if (dm_any_oos(dm))
+	 * primary carries no stale ones.  With a bitmap generation it moved on
+	 * since it last shared one with the peer, and that says it already. */
+	if (sb->gen_bitmap == 0 && dm_any_oos(dm))
 		sb->flags |= META_F_LOCAL_CHANGES;
 	sb->flags &= ~META_F_PRIMARY;
 }

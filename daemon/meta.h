@@ -32,8 +32,9 @@
 #define META_F_CRASHED_PRIMARY (1u << 3) /* came up with META_F_PRIMARY still set */
 #define META_F_PEER_OUTDATED   (1u << 4) /* the peer is known to be outdated */
 #define META_F_JUST_CREATED    (1u << 5) /* fresh create-md, never promoted or synced */
-/* Left primary (demote, clean stop) with blocks out of sync at its current
- * generation: writes of its own the peer may lack (pull-ahead, a write the
+/* Left primary (demote, clean stop) with blocks out of sync at a current
+ * generation it shares with the peer (no bitmap generation): writes of its
+ * own the peer may lack (pull-ahead, a write the
  * peer failed), not yet resynced.  The only record of that once the node
  * is no longer primary: out-of-sync bits alone may be a secondary's
  * activity extents or a resync's leftovers. */

@@ -4,7 +4,8 @@
 # each primary) the secondary is killed, the primary writes 64 KiB alone,
 # and the secondary comes back: a bitmap resync from the node that wrote
 # alone (target-bitmap on the restarted node), never a split brain, and the
-# disks end equal.  Four runs on one pair:
+# disks end equal.  A demote leaves no activity extent on disk: the killed
+# node, primary before, has nothing out of sync (show-md).  Four runs on one pair:
 #   1. alpha -> beta -> alpha, writes on each primary, kill -9 of beta;
 #   2. the same with the primary idle when beta is killed;
 #   3. beta killed right after the resync of run 2 finished (the bits its
@@ -62,6 +63,14 @@ returns() {
     assert_eq "$(field "$conf" connection)" connected "$RUN: $node connected"
 }
 
+# no_marks CONF: the killed node left nothing out of sync, no activity
+# extent either: it was primary, but demoted cleanly before the kill.
+no_marks() {
+    "$MIRRORCTL" -c "$1" show-md --json >"$T/md.json"
+    assert_eq "$(bm_json .out_of_sync_bytes <"$T/md.json")" 0 \
+        "$RUN: out of sync after a clean demote and a kill -9 (show-md)"
+}
+
 # equal: both stopped, data areas compared, both started again, connected.
 equal() {
     local prim=$1
@@ -80,6 +89,7 @@ put "$UB" B 1048576 1048576
 switch ctlb ctla "$CA"
 put "$UA" C 2097152 1048576
 bm_kill9 "$PB"
+no_marks "$CB"
 wait_for 10 not_connected "$CA"
 put "$UA" D $((8 << 20)) 65536
 returns "$CB" beta PB ctla
@@ -107,6 +117,7 @@ put "$UA" H $((24 << 20)) 1048576
 switch ctla ctlb "$CB"
 put "$UB" I $((28 << 20)) 1048576
 bm_kill9 "$PA"
+no_marks "$CA"
 wait_for 10 not_connected "$CB"
 put "$UB" J $((32 << 20)) 65536
 returns "$CA" alpha PA ctlb

@@ -164,13 +164,14 @@ promote(struct pair *p, int i)
 }
 
 /* rsm_demote() and a clean stop (dm_leave_primary): a primary's bits are
- * its own writes the peer lacks, recorded as local_changes. */
+ * its own writes the peer lacks, recorded as local_changes unless a bitmap
+ * generation says so already. */
 static void
 demote(struct pair *p, int i)
 {
 	struct node *n = &p->n[i];
 
-	if (n->g.primary && n->bits)
+	if (n->g.primary && n->bits && n->g.bitmap == 0)
 		n->g.local_changes = 1;
 	n->g.primary = 0;
 }
