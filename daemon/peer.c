@@ -912,6 +912,25 @@ peer_in_sync(struct res *r)
 	}
 }
 
+/* A resync pass of ours ended with nothing left out of sync: the peer has
+ * every write of ours, and local-changes (set by a demote while the pass
+ * ran, pull-ahead) no longer holds.  Left set, it would make a later
+ * failover of the peer look like a split brain (gen_compare row 43).
+ * Bitmap first, so that a crash in between keeps the flag with its bits. */
+static void
+peer_changes_sent(struct res *r)
+{
+	struct meta_sb sb;
+
+	dm_sb_get(r->dm, &sb);
+	if (!(sb.flags & META_F_LOCAL_CHANGES) || dm_any_oos(r->dm))
+		return;
+	if (dm_sync_bitmap(r->dm))
+		return;
+	sb.flags &= ~META_F_LOCAL_CHANGES;
+	dm_sb_write(r->dm, &sb);
+}
+
 /* Keeps the meta link: pings, peer state, resync end, local changes. */
 static void
 peer_established(struct peer *p, int source, int target)
@@ -998,6 +1017,8 @@ peer_established(struct peer *p, int source, int target)
 			peer_conn_state(r, RSM_C_CONNECTED, RSM_R_ESTABLISHED, "caught up");
 			dirty = 1;
 		}
+		if (done)
+			peer_changes_sent(r);
 		if (dirty) {
 			struct px_state st;
 			peer_local_state(r, &st);
