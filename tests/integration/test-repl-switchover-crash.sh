@@ -12,6 +12,8 @@
 #      resync cleared must stay cleared);
 #   4. the roles swapped: alpha wrote, demoted, beta promoted and wrote,
 #      kill -9 of alpha;
+#   a crash loop: six kill points of beta under a stream of writes, some
+#      with a second kill in the middle of the resync that follows;
 #   5. a failover: beta, primary, killed after writes all over the disk,
 #      alpha promoted; beta folds its activity extents into its bitmap and
 #      becomes the target of a checksum resync that clears most bits
@@ -24,12 +26,19 @@ bm_setup
 bm_pair 64M
 bm_pair_initial_sync
 
-# put URI BYTE OFFSET LEN: writes LEN bytes of BYTE at OFFSET, flushed.
+# put URI BYTE OFFSET LEN: writes LEN bytes of BYTE at OFFSET (in requests
+# of at most 1 MiB), flushed.
 put() {
     "$PYTHON" -c '
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
-h.pwrite(sys.argv[2].encode() * int(sys.argv[4]), int(sys.argv[3])); h.flush()' "$@"
+off, left = int(sys.argv[3]), int(sys.argv[4])
+while left:
+    n = min(left, 1 << 20)
+    h.pwrite(sys.argv[2].encode() * n, off)
+    off += n
+    left -= n
+h.flush()' "$@"
 }
 
 connected() { [ "$(field "$1" connection)" = connected ]; }
@@ -43,22 +52,28 @@ switch() {
     "$2" promote || fail "promote after a clean demote refused"
 }
 
-# returns CONF NODE PIDVAR OTHER_CTL: restarts the killed node and checks
-# that it became a bitmap sync target and ended equal.
+# since LOG MARK: the lines of LOG from the line MARK on.
+since() { sed -n "/^$2\$/,\$p" "$1"; }
+
+# returns CONF NODE PIDVAR OTHER_CTL [DECISIONS]: restarts the killed node
+# and checks that it became a bitmap sync target (or a decision matching
+# the regex DECISIONS) and ended equal.
+RESTARTS=0
 returns() {
-    local conf=$1 node=$2 log
+    local conf=$1 node=$2 want=${5:-target-bitmap} log mark
     log=$T/$(basename "${conf%.conf}")-$node.log
-    echo "=== restart $node" >>"$log"
+    RESTARTS=$((RESTARTS + 1))
+    mark="=== restart $RESTARTS of $node"
+    echo "$mark" >>"$log"
     bm_start "$conf" "$node"
     printf -v "$3" '%s' "$BM_PID"
-    wait_for 20 sh -c "grep -A1000 '=== restart $node' $log | grep -q 'peer: generations:'"
-    "$4" wait-sync --timeout 60 || true
-    grep -A1000 "=== restart $node" "$log" | grep 'peer: generations:' | tail -n 1
-    if grep -A1000 "=== restart $node" "$log" | grep -q 'split brain'; then
+    wait_for 20 sh -c "sed -n '/^$mark\$/,\$p' $log | grep -q 'peer: generations:'"
+    since "$log" "$mark" | grep 'peer: generations:' | tail -n 1
+    if since "$log" "$mark" | grep -q 'split brain'; then
         fail "$RUN: split brain where $node should be a bitmap sync target"
     fi
-    grep -A1000 "=== restart $node" "$log" | grep 'peer: generations:' | tail -n 1 |
-        grep -q 'target-bitmap' || fail "$RUN: $node was not a bitmap sync target"
+    since "$log" "$mark" | grep 'peer: generations:' | tail -n 1 |
+        grep -Eq "$want" || fail "$RUN: $node was not a bitmap sync target ($want)"
     "$4" wait-sync --timeout 60 || fail "$RUN: no resync"
     assert_eq "$(field "$conf" connection)" connected "$RUN: $node connected"
 }
@@ -121,6 +136,58 @@ no_marks "$CA"
 wait_for 10 not_connected "$CB"
 put "$UB" J $((32 << 20)) 65536
 returns "$CA" alpha PA ctlb
+equal b
+
+RUN="crash loop"
+# Six kill points of the secondary: under a stream of writes after a
+# switchover there and back, at a different moment each time; on every
+# second one the restarted node is killed again in the middle of its
+# resync, and once more right after it.
+writer() {
+    exec "$PYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+i = 0
+try:
+    while True:
+        h.pwrite(b"%08d" % i * 8192, (i % 512) * 65536)
+        i += 1
+except nbd.Error:
+    pass' "$UA"
+}
+synctarget() { since "$1" "$2" | grep -q 'replication off -> synctarget'; }
+switch ctlb ctla "$CA"
+for i in 1 2 3 4 5 6; do
+    RUN="crash loop $i"
+    switch ctla ctlb "$CB"
+    put "$UB" M $((40 << 20)) 65536
+    switch ctlb ctla "$CA"
+    writer & wpid=$!
+    bm_kill_at_exit "$wpid"
+    sleep "0.$i"
+    bm_kill9 "$PB"
+    kill "$wpid" 2>/dev/null || true
+    wait "$wpid" 2>/dev/null || true
+    wait_for 10 not_connected "$CA"
+    put "$UA" N $((44 << 20)) $((8 << 20))
+    if ((i % 2 == 0)); then
+        echo "=== loop $i" >>"$T/rb-beta.log"
+        bm_start "$CB" beta; PB=$BM_PID
+        wait_for 20 synctarget "$T/rb-beta.log" "=== loop $i"
+        bm_kill9 "$PB"
+        wait_for 10 not_connected "$CA"
+        # Killed during the resync, or just after its end: both are fine.
+        returns "$CB" beta PB ctla 'target-bitmap|no-sync \(rule 30\)'
+    else
+        returns "$CB" beta PB ctla
+    fi
+    if ((i == 6)); then
+        bm_kill9 "$PB"
+        wait_for 10 not_connected "$CA"
+        put "$UA" O $((52 << 20)) 65536
+        returns "$CB" beta PB ctla
+    fi
+done
 equal b
 
 RUN="run 5 (failover, checksum resync, target killed right after)"
