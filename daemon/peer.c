@@ -50,6 +50,9 @@ struct peer {
 	int authed;              /* the meta link passed authentication */
 	struct px_tls_ctx *tls_ctx;
 	uint64_t session;
+	/* Peer thread only: a resync ended with us as source, and the target
+	 * has not yet reported that it took our generation. */
+	int end_unconfirmed;
 
 	/* (lock) */
 	int stop;
@@ -869,18 +872,18 @@ static void
 peer_sync_finished_source(struct peer *p)
 {
 	struct res *r = p->res;
-	struct meta_sb sb;
 	unsigned char buf[sizeof(struct px_state)];
 	struct px_state st;
 	struct rsm_state s;
 
-	/* As on the target: cleared bits durable before the record that the
-	 * peer has everything. */
+	/* The bitmap generation stays until the target reports that it took
+	 * our generation (peer_sync_confirmed): if it stops before recording
+	 * the end, that generation still names what it holds, and the next
+	 * connection is a bitmap resync (gen_compare row 40), not the full
+	 * one of row 50.  The bits cleared are made durable now, as on the
+	 * target. */
 	dm_sync_bitmap(r->dm);
-	dm_sb_get(r->dm, &sb);
-	sb.gen_bitmap = 0;
-	sb.flags &= ~(META_F_CRASHED_PRIMARY | META_F_LOCAL_CHANGES);
-	dm_sb_write(r->dm, &sb);
+	p->end_unconfirmed = 1;
 	peer_local_state(r, &st);
 	px_state_encode(buf, &st);
 	px_send_s(&p->meta, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
@@ -889,21 +892,58 @@ peer_sync_finished_source(struct peer *p)
 	rsm_set(r, &s, "resync finished");
 }
 
-/* In sync with the peer from the start: no bitmap generation needed.  Bits
- * left (gen_compare row 38) name blocks that hold the same data on both,
- * stale marks no record explains: cleared, durably, so that a later crash
- * cannot bring them back. */
+/* The target of our resync reports, in its STATE, the generation it took
+ * at the end: from now on the peer holds everything of ours, so the bitmap
+ * generation, a crashed primary's mark and local changes go. */
 static void
-peer_in_sync(struct res *r)
+peer_sync_confirmed(struct peer *p, const struct px_state *theirs)
+{
+	struct res *r = p->res;
+	struct meta_sb sb;
+
+	dm_sb_get(r->dm, &sb);
+	if (!p->end_unconfirmed || theirs->gen_current != sb.gen_current ||
+	    theirs->disk != RSM_D_UPTODATE)
+		return;
+	p->end_unconfirmed = 0;
+	sb.gen_bitmap = 0;
+	sb.flags &= ~(META_F_CRASHED_PRIMARY | META_F_LOCAL_CHANGES);
+	dm_sb_write(r->dm, &sb);
+}
+
+/* No sync (gen_compare row 38): the bits left, both sides' merged, name
+ * blocks that hold the same data on both, stale marks no record explains.
+ * Cleared, durably, so that a later crash cannot bring them back and a
+ * later demote does not take them for writes of its own -- but only while
+ * this node is still the secondary at the generation decided on: a promote
+ * since then may have written.  Under r->lock, as a promote sets the role
+ * under it before any write can mark a block. */
+static void
+peer_clear_stale(struct res *r, const struct px_state *mine)
+{
+	struct meta_sb sb;
+	int clear;
+
+	pthread_mutex_lock(&r->lock);
+	dm_sb_get(r->dm, &sb);
+	clear = r->state.role == RSM_SECONDARY && sb.gen_current == mine->gen_current &&
+		!(sb.flags & META_F_LOCAL_CHANGES) && dm_any_oos(r->dm);
+	if (clear)
+		dm_clear_all(r->dm);
+	pthread_mutex_unlock(&r->lock);
+	if (!clear)
+		return;
+	LOG_INFO("peer: no resync: clearing blocks marked out of sync that neither node wrote");
+	dm_sync_bitmap(r->dm);
+}
+
+/* In sync with the peer from the start: no bitmap generation needed. */
+static void
+peer_in_sync(struct res *r, const struct px_state *mine)
 {
 	struct meta_sb sb;
 
-	if (dm_any_oos(r->dm)) {
-		LOG_INFO("peer: no resync: clearing blocks marked out of sync that neither "
-			 "node wrote");
-		dm_clear_all(r->dm);
-		dm_sync_bitmap(r->dm);
-	}
+	peer_clear_stale(r, mine);
 	dm_sb_get(r->dm, &sb);
 	if (sb.gen_bitmap || (sb.flags & META_F_CRASHED_PRIMARY)) {
 		sb.gen_bitmap = 0;
@@ -1068,6 +1108,8 @@ peer_established(struct peer *p, int source, int target)
 					target = 0;
 					peer_sync_finished_target(p, &st);
 				}
+				if (m.type == PX_STATE)
+					peer_sync_confirmed(p, &st);
 				if (st.role) {
 					struct rsm_state s;
 					rsm_get(r, &s);
@@ -1138,6 +1180,7 @@ peer_session(struct peer *p, int fd)
 	p->meta.fd = fd;
 	p->meta.tls = NULL;
 	p->session = 0;
+	p->end_unconfirmed = 0;
 	if (peer_hs(p, fd, PX_LINK_META, 0, &hr, &p->meta.tls))
 		goto fail;
 	if (hr.link != PX_LINK_META) {
@@ -1175,7 +1218,7 @@ peer_session(struct peer *p, int fd)
 	if (target)
 		peer_begin_target(r);
 	if (d == GEN_NO_SYNC)
-		peer_in_sync(r);
+		peer_in_sync(r, &mine);
 	rc = peer_open_data_links(p);
 	if (rc) {
 		LOG_WARN("peer: opening data links failed: %s", strerror(-rc));
