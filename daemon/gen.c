@@ -78,8 +78,9 @@ gen_is_full(struct gen_verdict v)
 
 /* Rows 30-39: same current, so the data differ at most in the blocks the
  * two bitmaps name.  Only the primary role, crashed_primary and
- * local_changes say a side wrote there; out-of-sync bits alone do not (a
- * secondary's activity extents after a crash, a resync's leftovers). */
+ * local_changes say a side wrote there; out-of-sync bits alone do not
+ * (activity extents of an earlier primary role folded in after a crash, a
+ * resync's leftovers). */
 static struct gen_verdict
 gen_same_generation(const struct gen_side *l, const struct gen_side *p)
 {
@@ -223,10 +224,11 @@ gen_judge(const struct gen_side *l, const struct gen_side *p)
  * 37   both local_changes                      SPLIT_BRAIN
  *      both wrote at one generation
  * 38   both up to date                         NO_SYNC
- *      oos_bits, but neither side wrote: the bits are a secondary's
- *      activity extents after a crash or a resync's leftovers, and the
+ *      oos_bits, but neither side wrote: the bits are stale (activity
+ *      extents of an earlier primary role, a resync's leftovers), and the
  *      blocks they name hold the same data on both (DRBD's rule 40).
- *      The caller clears both bitmaps, so the bits do not live on.
+ *      Each side clears its bitmap (unless it was promoted meanwhile),
+ *      so the bits do not live on.
  * 39   neither up to date: L has the higher node_uuid
  *                                              SOURCE_BITMAP
  *      as 36; the caller refuses a source that is not up to date, so
@@ -278,14 +280,17 @@ gen_judge(const struct gen_side *l, const struct gen_side *p)
  *    (row 91, the policies) would leave them different.  Recovery: create-md
  *    on the side to discard, then row 20 makes a full sync.
  *  - What says "this side wrote" between equal generations (rows 30-39)
- *    and for row 43 is a durable record of the role, never oos_bits: the
- *    bits of a secondary come from its activity extents (replicated and
- *    resync writes, folded in after a crash) and from a resync whose
- *    cleared bits never reached the disk, and taking those for writes
- *    made false split brains (row 43) and let the node_uuid tie-break
- *    (old row 36) pick the stale side.  Like DRBD (its rule 40: same
+ *    and for row 43 is a durable record of the role, never oos_bits: a
+ *    secondary's bits can be activity extents of its time as primary,
+ *    folded in after a crash, or bits a resync cleared in memory only
+ *    (the daemon now empties the activity map at demote and writes the
+ *    bitmap at a resync end, but a crash can still fall between), and
+ *    taking those for writes made false split brains (row 43) and let the
+ *    node_uuid tie-break (old row 36) pick the stale side.  Like DRBD (its rule 40: same
  *    current, no crashed primary, no sync), bits that no record explains
- *    move nothing (row 38).  DRBD keeps them; here they are cleared.
+ *    move nothing (row 38).  DRBD keeps them; here they are cleared, as
+ *    a later demote would take bits left on a primary for its own writes
+ *    (META_F_LOCAL_CHANGES).
  *  - Rows 35, 37 and 43 have no DRBD counterpart: DRBD moves a primary to
  *    a new current when it loses its peer; the daemon does the same when
  *    the primary has anything out of sync then (and with its first write

@@ -225,9 +225,10 @@ crash(struct pair *p, int i)
 		n->g.crashed_primary = 1;
 		n->g.primary = 0;
 	} else if (p->connected && (rnd() & 1)) {
-		/* A secondary's activity extent of replicated writes, folded
-		 * into its bitmap at the next start: a block that holds the
-		 * same data on both, not a write of its own. */
+		/* Stale marks on a secondary (an activity extent left from an
+		 * earlier primary role, a bit its resync cleared in memory
+		 * only), back in its bitmap at the next start: a block that
+		 * holds the same data on both, not a write of its own. */
 		n->bits |= 1u << b;
 	}
 	p->connected = 0;
@@ -558,7 +559,7 @@ test_gen_secondary_crash_after_switchover_is_target(void)
 	promote_in_sync(&p, A);
 	write_some(&p, A, 2);
 	crash(&p, B);
-	p.n[B].bits |= 1u << 3;	/* its folded activity extent */
+	p.n[B].bits |= 1u << 3;	/* an activity extent of its primary time */
 	go_alone(&p, A);
 	write_some(&p, A, 1);
 	EXPECT(&p, B, GEN_TARGET_BITMAP, 40, 41);
@@ -571,7 +572,8 @@ test_gen_secondary_crash_after_switchover_is_target(void)
 }
 
 /* Same generation, bits that no record explains (a crashed secondary's
- * activity extent), no primary: DRBD's rule 40, no sync; the bits go. */
+ * activity extent of an earlier primary role), no primary: DRBD's rule
+ * 40, no sync; the bits go. */
 static void
 test_gen_same_generation_stale_bits_no_sync(void)
 {
