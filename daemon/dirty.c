@@ -60,6 +60,11 @@ struct dm {
 	uint64_t md_writes;
 	int gen_bump;             /* next unreplicated write starts a generation */
 	int bitmap_urgent;        /* marks outside hot extents: write the bitmap */
+	uint64_t sync_req;        /* dm_sync_bitmap calls asked for ... */
+	uint64_t sync_done;       /* ... and answered by the thread */
+	int sync_drain;           /* one of them also empties the activity map */
+	int sync_rc;              /* result of the last answered one */
+	pthread_cond_t sync_cond; /* signalled when sync_done moves */
 	int stopping;
 	int thread_started;
 	pthread_t thread;
@@ -290,6 +295,55 @@ dm_write_bitmap(struct dm *dm)
 	}
 }
 
+static int dm_flush_all(struct dm *dm, struct bm *b, uint64_t base);
+
+/* Takes every idle, durably marked extent out of the activity map (in
+ * memory; the caller writes the map).  Only once the bitmap is durable. */
+static void
+dm_cool_idle(struct dm *dm)
+{
+	uint32_t e = dm->lru_head, next;
+
+	for (; e != DM_NONE; e = next) {
+		struct dm_ext *x = &dm->ext[e];
+
+		next = x->next;
+		if (x->inflight || x->state != EXT_PENDING || x->batch > dm->durable_batch)
+			continue;
+		x->state = EXT_COLD;
+		dm_lru_del(dm, e);
+		dm->marked--;
+		bm_clear_range(dm->actmap, e, 1);
+	}
+}
+
+/* Answers the dm_sync_bitmap and dm_drain_activity calls made so far.  The
+ * I/O runs under the lock: a page snapshot written by the thread cannot
+ * then overtake a newer one, and these calls are rare (resync end,
+ * demote) enough that writers may wait. */
+static void
+dm_sync_run(struct dm *dm)
+{
+	uint64_t req = dm->sync_req;
+	int drain = dm->sync_drain;
+	int rc = dm->md_error ? dm->md_error : dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
+
+	dm->sync_drain = 0;
+	/* Bitmap first: only once it is durable may the marks go. */
+	if (!rc && drain) {
+		dm_cool_idle(dm);
+		rc = dm_flush_all(dm, dm->actmap, dm->actmap_off);
+	}
+	if (rc < 0 && !dm->md_error) {
+		LOG_ERROR("metadata: writing the bitmap failed: %s", strerror(-rc));
+		dm->md_error = rc;
+		dm_wake(dm);
+	}
+	dm->sync_rc = rc;
+	dm->sync_done = req;
+	pthread_cond_broadcast(&dm->sync_cond);
+}
+
 static void *
 dm_thread(void *arg)
 {
@@ -299,6 +353,10 @@ dm_thread(void *arg)
 	for (;;) {
 		if (dm->pending) {
 			dm_commit_batch(dm);
+			continue;
+		}
+		if (dm->sync_req != dm->sync_done) {
+			dm_sync_run(dm);
 			continue;
 		}
 		if (dm->bitmap_urgent && !dm->md_error) {
@@ -376,6 +434,7 @@ dm_open(struct dm **out, int md_fd, const struct meta_sb *sb, uint32_t al_extent
 	pthread_mutex_init(&dm->lock, NULL);
 	pthread_mutex_init(&dm->sb_lock, NULL);
 	pthread_cond_init(&dm->cond, NULL);
+	pthread_cond_init(&dm->sync_cond, NULL);
 	nbits = (sb->data_size + sb->granularity - 1) >> dm->gran_shift;
 	dm->n_ext = (uint32_t)((sb->data_size + (1ull << dm->ext_shift) - 1) >> dm->ext_shift);
 	rc = bm_new(&dm->bitmap, nbits);
@@ -490,6 +549,7 @@ dm_free(struct dm *dm)
 	pthread_mutex_destroy(&dm->lock);
 	pthread_mutex_destroy(&dm->sb_lock);
 	pthread_cond_destroy(&dm->cond);
+	pthread_cond_destroy(&dm->sync_cond);
 	dm->magic = 0;
 	free(dm);
 }
@@ -692,6 +752,105 @@ dm_flush_bitmap(struct dm *dm)
 	VERIFY(!dm->thread_started);
 	rc = dm_flush_all(dm, dm->bitmap, dm->bitmap_off);
 	pthread_mutex_unlock(&dm->lock);
+	return rc;
+}
+
+/* dm_sync_bitmap, and with drain dm_drain_activity: the metadata thread
+ * does it (it owns iobuf); before dm_start, the caller. */
+static int
+dm_sync(struct dm *dm, int drain)
+{
+	uint64_t mine;
+	int rc;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	if (!dm->thread_started) {
+		dm->sync_req++;
+		dm->sync_drain |= drain;
+		dm_sync_run(dm);
+		rc = dm->sync_rc;
+		pthread_mutex_unlock(&dm->lock);
+		return rc;
+	}
+	dm->sync_drain |= drain;
+	mine = ++dm->sync_req;
+	pthread_cond_signal(&dm->cond);
+	while (dm->sync_done < mine)
+		pthread_cond_wait(&dm->sync_cond, &dm->lock);
+	rc = dm->sync_rc;
+	pthread_mutex_unlock(&dm->lock);
+	return rc;
+}
+
+int
+dm_sync_bitmap(struct dm *dm)
+{
+	return dm_sync(dm, 0);
+}
+
+int
+dm_drain_activity(struct dm *dm)
+{
+	return dm_sync(dm, 1);
+}
+
+void
+dm_clear_all(struct dm *dm)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	bm_clear_range(dm->bitmap, 0, bm_nbits(dm->bitmap));
+	pthread_mutex_unlock(&dm->lock);
+}
+
+int
+dm_any_oos(struct dm *dm)
+{
+	int any;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	any = bm_count(dm->bitmap) > 0;
+	pthread_mutex_unlock(&dm->lock);
+	return any;
+}
+
+void
+dm_leave_primary(struct dm *dm, struct meta_sb *sb)
+{
+	/* A primary's bits are its own writes the peer lacks: a connection
+	 * starts with a resync or clears the bits (no sync), so a connected
+	 * primary carries no stale ones.  With a bitmap generation it moved on
+	 * since it last shared one with the peer, and that says it already. */
+	if (sb->gen_bitmap == 0 && dm_any_oos(dm))
+		sb->flags |= META_F_LOCAL_CHANGES;
+	sb->flags &= ~META_F_PRIMARY;
+}
+
+int
+dm_new_gen_now(struct dm *dm)
+{
+	struct meta_sb sb;
+	int bump, rc;
+
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	bump = dm->gen_bump;
+	dm->gen_bump = 0;
+	pthread_mutex_unlock(&dm->lock);
+	if (!bump)	/* none asked, or a write alone took it already */
+		return 0;
+	dm_sb_get(dm, &sb);
+	meta_start_generation(&sb);
+	rc = dm_sb_write(dm, &sb);
+	if (!rc) {
+		LOG_INFO("metadata: peer lost with blocks out of sync: new generation %016llx",
+			 (unsigned long long)sb.gen_current);
+		return 0;
+	}
+	/* Not moved: the next write alone must still try. */
+	dm_new_gen_on_write(dm, 1);
 	return rc;
 }
 

@@ -73,8 +73,35 @@ int dm_next_oos(struct dm *dm, uint64_t off, uint64_t maxlen, uint64_t *roff, ui
  * metadata to a new generation (meta_start_generation), durably, in the
  * same batch as its activity marks.  off: cancel (the peer is back). */
 void dm_new_gen_on_write(struct dm *dm, int on);
-/* Writes dirty bitmap pages now (synchronously).  0 or -errno. */
+/* Writes dirty bitmap pages now (synchronously).  0 or -errno.  Only
+ * before dm_start or after dm_stop. */
 int dm_flush_bitmap(struct dm *dm);
+/* Makes the bitmap on disk what it is in memory now, durably, while the
+ * metadata thread runs (it does the I/O; the caller waits).  For a resync
+ * end: the bits it cleared must not come back after a crash.  Not on a
+ * queue thread: writers wait meanwhile.  0 or -errno. */
+int dm_sync_bitmap(struct dm *dm);
+/* dm_sync_bitmap, then takes every extent with no write in flight out of
+ * the activity map, durably.  For a demote: the marks a primary's writes
+ * left must not outlive its role, since after a crash they would come back
+ * as blocks out of sync that no write of the secondary explains.  0 or
+ * -errno. */
+int dm_drain_activity(struct dm *dm);
+/* Clears every bit (both sides agreed their data are equal).  Memory only:
+ * follow with dm_sync_bitmap. */
+void dm_clear_all(struct dm *dm);
+/* When a dm_new_gen_on_write() is still pending: moves the metadata to a
+ * new generation now, durably, and cancels it.  For a primary that loses
+ * its peer with blocks already out of sync (writes in flight, pull-ahead):
+ * those are writes alone too.  0 or -errno. */
+int dm_new_gen_now(struct dm *dm);
+/* True when any bit is set. */
+int dm_any_oos(struct dm *dm);
+/* The flags of a node that stops being primary cleanly (demote, clean
+ * stop): META_F_PRIMARY goes; with blocks out of sync at a generation it
+ * shares with the peer (no bitmap generation), META_F_LOCAL_CHANGES comes
+ * (writes the peer may lack, see meta.h).  The caller writes sb. */
+void dm_leave_primary(struct dm *dm, struct meta_sb *sb);
 /* Raw bitmap access for the exchange with the peer (byte offsets into the
  * on-disk bitmap layout). */
 uint64_t dm_bitmap_bytes(struct dm *dm);

@@ -76,27 +76,19 @@ gen_is_full(struct gen_verdict v)
 	       (v.d == GEN_SPLIT_BRAIN && v.full);
 }
 
-/* The side wrote at its current generation without moving on: blocks out
- * of sync, no bitmap generation, data it trusts (up to date), and not the
- * activity extents of a crash (those were never acknowledged).  The daemon
- * moves a primary to a new generation with its first write alone, so this
- * row is the safety net for a node whose metadata did not record that
- * (for instance a crash between the write and the superblock). */
-static int
-gen_wrote_unrotated(const struct gen_side *s)
-{
-	return s->bitmap == 0 && s->oos_bits > 0 && s->uptodate && !s->crashed_primary;
-}
-
-/* Rows 30-36: same current, so the data differ at most in the blocks the
- * two bitmaps name; only the direction is left to choose. */
+/* Rows 30-39: same current, so the data differ at most in the blocks the
+ * two bitmaps name.  Only the primary role, crashed_primary and
+ * local_changes say a side wrote there; out-of-sync bits alone do not
+ * (activity extents of an earlier primary role folded in after a crash, a
+ * resync's leftovers). */
 static struct gen_verdict
 gen_same_generation(const struct gen_side *l, const struct gen_side *p)
 {
 	int dir;
 
-	if (!l->crashed_primary && !p->crashed_primary && l->oos_bits == 0 &&
-	    p->oos_bits == 0 && l->uptodate == p->uptodate)
+	if (!l->crashed_primary && !p->crashed_primary && !l->local_changes &&
+	    !p->local_changes && l->oos_bits == 0 && p->oos_bits == 0 &&
+	    l->uptodate == p->uptodate)
 		return gen_v(GEN_NO_SYNC, 30, 1, 0);
 	if (l->primary && p->primary)
 		return gen_v(GEN_SPLIT_BRAIN, 31, 1, 0);
@@ -106,14 +98,23 @@ gen_same_generation(const struct gen_side *l, const struct gen_side *p)
 		return gen_dir(dir, 0, 33);
 	if ((dir = gen_only(l->uptodate, p->uptodate)) != 0)
 		return gen_dir(dir, 0, 34);
-	if ((dir = gen_only(l->oos_bits > 0, p->oos_bits > 0)) != 0)
+	if ((dir = gen_only(l->local_changes, p->local_changes)) != 0)
 		return gen_dir(dir, 0, 35);
+	if (l->crashed_primary) {	/* and p: gen_only said both */
+		if ((dir = gen_by_node_uuid(l, p)) != 0)
+			return gen_dir(dir, 0, 36);
+		return gen_v(GEN_SPLIT_BRAIN, 36, 1, 0);
+	}
+	if (l->local_changes)		/* and p */
+		return gen_v(GEN_SPLIT_BRAIN, 37, 1, 0);
+	if (l->uptodate)		/* and p: row 34 said both or neither */
+		return gen_v(GEN_NO_SYNC, 38, 1, 0);
 	if ((dir = gen_by_node_uuid(l, p)) != 0)
-		return gen_dir(dir, 0, 36);
-	return gen_v(GEN_SPLIT_BRAIN, 36, 1, 0);
+		return gen_dir(dir, 0, 39);
+	return gen_v(GEN_SPLIT_BRAIN, 39, 1, 0);
 }
 
-/* Rows 10-80, the generations alone (plus the tie-breaks of 30-36). */
+/* Rows 10-80, the generations alone (plus the tie-breaks of 30-39). */
 static struct gen_verdict
 gen_table(const struct gen_side *l, const struct gen_side *p)
 {
@@ -136,11 +137,9 @@ gen_table(const struct gen_side *l, const struct gen_side *p)
 	if (l_behind && p_behind)
 		return gen_v(GEN_SPLIT_BRAIN, 42, 1, 1);
 	if (l_behind)
-		return gen_wrote_unrotated(l) ? gen_v(GEN_SPLIT_BRAIN, 43, 1, 0)
-					      : gen_dir(-1, 0, 40);
+		return l->local_changes ? gen_v(GEN_SPLIT_BRAIN, 43, 1, 0) : gen_dir(-1, 0, 40);
 	if (p_behind)
-		return gen_wrote_unrotated(p) ? gen_v(GEN_SPLIT_BRAIN, 43, 1, 0)
-					      : gen_dir(1, 0, 41);
+		return p->local_changes ? gen_v(GEN_SPLIT_BRAIN, 43, 1, 0) : gen_dir(1, 0, 41);
 
 	l_behind = gen_in_history(l->current, p);
 	p_behind = gen_in_history(p->current, l);
@@ -205,8 +204,8 @@ gen_judge(const struct gen_side *l, const struct gen_side *p)
  *      first sync after promote --force on P
  * 21   P empty, L not                          SOURCE_FULL     (mirror of 20)
  * L.current == P.current: one generation, only bitmap blocks can differ.
- * 30   neither crashed_primary, no oos_bits on either side, same uptodate
- *                                              NO_SYNC
+ * 30   neither crashed_primary nor local_changes, no oos_bits on either
+ *      side, same uptodate                     NO_SYNC
  *      nothing was written apart
  * 31   both primary now                        SPLIT_BRAIN
  *      neither may be overwritten under its users
@@ -216,19 +215,33 @@ gen_judge(const struct gen_side *l, const struct gen_side *p)
  *      its in-flight activity extents may exist on its disk only
  * 34   only L up to date                       SOURCE_BITMAP
  *      P stopped in the middle of a resync
- * 35   only L has oos_bits                     SOURCE_BITMAP
- *      L wrote while P was away
- * 36   L has the higher node_uuid              SOURCE_BITMAP
+ * 35   only L local_changes                    SOURCE_BITMAP
+ *      L left primary with writes P lacks (pull-ahead, a write P
+ *      failed) and has not moved on since
+ * 36   both crashed_primary: L has the higher node_uuid
+ *                                              SOURCE_BITMAP
  *      arbitrary, but both sides pick the same (equal: SPLIT_BRAIN)
+ * 37   both local_changes                      SPLIT_BRAIN
+ *      both wrote at one generation
+ * 38   both up to date                         NO_SYNC
+ *      oos_bits, but neither side wrote: the bits are stale (activity
+ *      extents of an earlier primary role, a resync's leftovers), and the
+ *      blocks they name hold the same data on both (DRBD's rule 40).
+ *      Each side clears its bitmap (unless it was promoted meanwhile),
+ *      so the bits do not live on.
+ * 39   neither up to date: L has the higher node_uuid
+ *                                              SOURCE_BITMAP
+ *      as 36; the caller refuses a source that is not up to date, so
+ *      nothing moves and no bit is cleared (equal: SPLIT_BRAIN)
  * L.current != P.current:
  * 40   P.bitmap == L.current                   TARGET_BITMAP
  *      P moved on from what L holds; P's bitmap names every block since
  * 41   L.bitmap == P.current                   SOURCE_BITMAP   (mirror of 40)
  * 42   40 and 41 at once                       SPLIT_BRAIN
  *      contradictory histories
- * 43   40, and L wrote at L.current without moving on (bitmap 0, oos_bits,
- *      up to date, not crashed_primary)        SPLIT_BRAIN
- *      L kept writing after it lost P while P was promoted: both changed
+ * 43   40, and L local_changes                SPLIT_BRAIN
+ *      L left primary with writes P lacks, at the generation P moved on
+ *      from: both changed
  * 50   L.current in P.history                  TARGET_FULL
  *      P moved on but lost the bitmap saying since when (a resync end
  *      only P recorded): nothing names the blocks that differ
@@ -266,12 +279,26 @@ gen_judge(const struct gen_side *l, const struct gen_side *p)
  *    they never held the same blocks, so resolving it with a bitmap resync
  *    (row 91, the policies) would leave them different.  Recovery: create-md
  *    on the side to discard, then row 20 makes a full sync.
- *  - Row 43 has no DRBD counterpart: DRBD moves a primary to a new current
- *    when it loses its peer, the daemon does not (yet), so without 43 the
- *    writes of a primary cut off from its peer would be silently undone by
- *    a failover.  A crashed primary is exempt, as its oos_bits are mostly
- *    unacknowledged activity extents; writes it made alone before crashing
- *    stay invisible until the daemon rotates on peer loss.
+ *  - What says "this side wrote" between equal generations (rows 30-39)
+ *    and for row 43 is a durable record of the role, never oos_bits: a
+ *    secondary's bits can be activity extents of its time as primary,
+ *    folded in after a crash, or bits a resync cleared in memory only
+ *    (the daemon now empties the activity map at demote and writes the
+ *    bitmap at a resync end, but a crash can still fall between), and
+ *    taking those for writes made false split brains (row 43) and let the
+ *    node_uuid tie-break (old row 36) pick the stale side.  Like DRBD (its rule 40: same
+ *    current, no crashed primary, no sync), bits that no record explains
+ *    move nothing (row 38).  DRBD keeps them; here they are cleared, as
+ *    a later demote would take bits left on a primary for its own writes
+ *    (META_F_LOCAL_CHANGES).
+ *  - Rows 35, 37 and 43 have no DRBD counterpart: DRBD moves a primary to
+ *    a new current when it loses its peer; the daemon does the same when
+ *    the primary has anything out of sync then (and with its first write
+ *    alone otherwise), but a primary that is demoted or stopped while
+ *    still connected, with writes the peer lacks (pull-ahead, a write the
+ *    peer failed), leaves no primary; META_F_LOCAL_CHANGES, set then,
+ *    stands for those writes.  A crashed primary's writes alone before
+ *    the crash are covered by the rotation on peer loss.
  *  - Row 32 lets a primary win over a crashed peer at the same generation
  *    (DRBD does the same); it cannot happen while every promote moves
  *    current on.

@@ -22,9 +22,12 @@ struct gen_side {
 	uint64_t bitmap;
 	uint64_t history[GEN_HISTORY];
 	uint64_t node_uuid;         /* breaks ties; never equal on two nodes */
-	uint64_t oos_bits;          /* bits set in this side's bitmap */
+	uint64_t oos_bits;          /* bits set in this side's bitmap: blocks that may
+				     * differ, never by itself evidence of a write */
 	int primary;                /* role now */
 	int crashed_primary;        /* META_F_CRASHED_PRIMARY: was primary, stopped uncleanly */
+	int local_changes;          /* META_F_LOCAL_CHANGES: left primary with writes of
+				     * its own the peer may lack, at this current */
 	int discard_my_data;        /* operator asked this side to become sync target */
 	int uptodate;               /* disk state uptodate (not inconsistent/outdated) */
 };

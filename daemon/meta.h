@@ -32,7 +32,14 @@
 #define META_F_CRASHED_PRIMARY (1u << 3) /* came up with META_F_PRIMARY still set */
 #define META_F_PEER_OUTDATED   (1u << 4) /* the peer is known to be outdated */
 #define META_F_JUST_CREATED    (1u << 5) /* fresh create-md, never promoted or synced */
-#define META_F_ALL             0x3fu
+/* Left primary (demote, clean stop) with blocks out of sync at a current
+ * generation it shares with the peer (no bitmap generation): writes of its
+ * own the peer may lack (pull-ahead, a write the
+ * peer failed), not yet resynced.  The only record of that once the node
+ * is no longer primary: out-of-sync bits alone may be a secondary's
+ * activity extents or a resync's leftovers. */
+#define META_F_LOCAL_CHANGES   (1u << 7)
+#define META_F_ALL             0xbfu
 /* Not stored: sent in px_state flags when the operator asked this node to
  * become sync target (discard-my-data). */
 #define META_F_DISCARD_REQUESTED (1u << 6)
@@ -115,7 +122,8 @@ int meta_create(int md_fd, const struct meta_sb *sb);
 uint64_t meta_new_gen(void);
 /* This node goes on alone: the current generation becomes the bitmap one
  * (what the peer last shared; kept if already set), history shifts, a new
- * current is drawn. */
+ * current is drawn.  META_F_LOCAL_CHANGES goes: the bitmap generation now
+ * says the same for every block. */
 void meta_start_generation(struct meta_sb *sb);
 
 #endif

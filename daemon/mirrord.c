@@ -357,7 +357,7 @@ out:
 			code = EXIT_RUNTIME;
 		dm_sb_get(r->dm, &sb);
 		if (sb.flags & META_F_PRIMARY) {
-			sb.flags &= ~META_F_PRIMARY;
+			dm_leave_primary(r->dm, &sb);
 			if (dm_sb_write(r->dm, &sb))
 				code = EXIT_RUNTIME;
 		}

@@ -50,6 +50,9 @@ struct peer {
 	int authed;              /* the meta link passed authentication */
 	struct px_tls_ctx *tls_ctx;
 	uint64_t session;
+	/* Peer thread only: a resync ended with us as source, and the target
+	 * has not yet reported that it took our generation. */
+	int end_unconfirmed;
 
 	/* (lock) */
 	int stop;
@@ -415,6 +418,7 @@ peer_gen_side(const struct px_state *st, int discard, struct gen_side *g)
 	g->oos_bits = st->oos_bits;
 	g->primary = st->role;
 	g->crashed_primary = !!(st->flags & META_F_CRASHED_PRIMARY);
+	g->local_changes = !!(st->flags & META_F_LOCAL_CHANGES);
 	g->discard_my_data = discard;
 	g->uptodate = st->disk == RSM_D_UPTODATE;
 }
@@ -742,9 +746,16 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	/* A primary that goes on alone starts a new generation, so the peer
 	 * can later tell that this side changed (gen_compare rule 40) -- but
 	 * only with its first write alone: a primary that is stopped or
-	 * reconnects without writing has not diverged. */
-	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED)
+	 * reconnects without writing has not diverged.  Unless blocks are out
+	 * of sync already (writes the links failed, pull-ahead): those are
+	 * writes alone too, and nothing else would record them once this node
+	 * is demoted.  Armed first, so a write racing with the check cannot
+	 * slip through at the old generation. */
+	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED) {
 		dm_new_gen_on_write(r->dm, 1);
+		if (dm_any_oos(r->dm))
+			dm_new_gen_now(r->dm);
+	}
 	if (s.conn != RSM_C_SPLITBRAIN)
 		peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, why);
 }
@@ -910,7 +921,8 @@ peer_begin_target(struct res *r)
 	struct rsm_state s;
 
 	dm_sb_get(r->dm, &sb);
-	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
+	/* Whatever it wrote alone is being overwritten. */
+	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT | META_F_LOCAL_CHANGES);
 	dm_sb_write(r->dm, &sb);
 	rsm_get(r, &s);
 	s.disk = RSM_D_INCONSISTENT;
@@ -988,11 +1000,16 @@ peer_sync_finished_target(struct peer *p, const struct px_state *src)
 	struct meta_sb sb;
 	struct rsm_state s;
 
+	/* The bits the resync cleared, on disk before the generation that says
+	 * "in sync": else a crash from here on brings them back. */
+	if (dm_sync_bitmap(r->dm))
+		return;		/* metadata failed: stay inconsistent */
 	dm_sb_get(r->dm, &sb);
 	sb.gen_current = src->gen_current;
 	sb.gen_bitmap = 0;
 	sb.flags |= META_F_UPTODATE | META_F_CONSISTENT;
-	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY | META_F_DISCARD_REQUESTED);
+	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY | META_F_DISCARD_REQUESTED |
+		      META_F_LOCAL_CHANGES);
 	dm_sb_write(r->dm, &sb);
 	rsm_get(r, &s);
 	s.disk = RSM_D_UPTODATE;
@@ -1016,15 +1033,18 @@ static void
 peer_sync_finished_source(struct peer *p)
 {
 	struct res *r = p->res;
-	struct meta_sb sb;
 	unsigned char buf[sizeof(struct px_state)];
 	struct px_state st;
 	struct rsm_state s;
 
-	dm_sb_get(r->dm, &sb);
-	sb.gen_bitmap = 0;
-	sb.flags &= ~META_F_CRASHED_PRIMARY;
-	dm_sb_write(r->dm, &sb);
+	/* The bitmap generation stays until the target reports that it took
+	 * our generation (peer_sync_confirmed): if it stops before recording
+	 * the end, that generation still names what it holds, and the next
+	 * connection is a bitmap resync (gen_compare row 40), not the full
+	 * one of row 50.  The bits cleared are made durable now, as on the
+	 * target. */
+	dm_sync_bitmap(r->dm);
+	p->end_unconfirmed = 1;
 	peer_local_state(r, &st);
 	px_state_encode(buf, &st);
 	px_send_s(&p->meta, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
@@ -1033,18 +1053,83 @@ peer_sync_finished_source(struct peer *p)
 	rsm_set(r, &s, "resync finished");
 }
 
+/* The target of our resync reports, in its STATE, the generation it took
+ * at the end: from now on the peer holds everything of ours, so the bitmap
+ * generation, a crashed primary's mark and local changes go. */
+static void
+peer_sync_confirmed(struct peer *p, const struct px_state *theirs)
+{
+	struct res *r = p->res;
+	struct meta_sb sb;
+
+	dm_sb_get(r->dm, &sb);
+	if (!p->end_unconfirmed || theirs->gen_current != sb.gen_current ||
+	    theirs->disk != RSM_D_UPTODATE)
+		return;
+	p->end_unconfirmed = 0;
+	sb.gen_bitmap = 0;
+	sb.flags &= ~(META_F_CRASHED_PRIMARY | META_F_LOCAL_CHANGES);
+	dm_sb_write(r->dm, &sb);
+}
+
+/* No sync (gen_compare row 38): the bits left, both sides' merged, name
+ * blocks that hold the same data on both, stale marks no record explains.
+ * Cleared, durably, so that a later crash cannot bring them back and a
+ * later demote does not take them for writes of its own -- but only while
+ * this node is still the secondary at the generation decided on: a promote
+ * since then may have written.  Under r->lock, as a promote sets the role
+ * under it before any write can mark a block. */
+static void
+peer_clear_stale(struct res *r, const struct px_state *mine)
+{
+	struct meta_sb sb;
+	int clear;
+
+	pthread_mutex_lock(&r->lock);
+	dm_sb_get(r->dm, &sb);
+	clear = r->state.role == RSM_SECONDARY && sb.gen_current == mine->gen_current &&
+		!(sb.flags & META_F_LOCAL_CHANGES) && dm_any_oos(r->dm);
+	if (clear)
+		dm_clear_all(r->dm);
+	pthread_mutex_unlock(&r->lock);
+	if (!clear)
+		return;
+	LOG_INFO("peer: no resync: clearing blocks marked out of sync that neither node wrote");
+	dm_sync_bitmap(r->dm);
+}
+
 /* In sync with the peer from the start: no bitmap generation needed. */
 static void
-peer_in_sync(struct res *r)
+peer_in_sync(struct res *r, const struct px_state *mine)
 {
 	struct meta_sb sb;
 
+	peer_clear_stale(r, mine);
 	dm_sb_get(r->dm, &sb);
 	if (sb.gen_bitmap || (sb.flags & META_F_CRASHED_PRIMARY)) {
 		sb.gen_bitmap = 0;
 		sb.flags &= ~META_F_CRASHED_PRIMARY;
 		dm_sb_write(r->dm, &sb);
 	}
+}
+
+/* A resync pass of ours ended with nothing left out of sync: the peer has
+ * every write of ours, and local-changes (set by a demote while the pass
+ * ran, pull-ahead) no longer holds.  Left set, it would make a later
+ * failover of the peer look like a split brain (gen_compare row 43).
+ * Bitmap first, so that a crash in between keeps the flag with its bits. */
+static void
+peer_changes_sent(struct res *r)
+{
+	struct meta_sb sb;
+
+	dm_sb_get(r->dm, &sb);
+	if (!(sb.flags & META_F_LOCAL_CHANGES) || dm_any_oos(r->dm))
+		return;
+	if (dm_sync_bitmap(r->dm))
+		return;
+	sb.flags &= ~META_F_LOCAL_CHANGES;
+	dm_sb_write(r->dm, &sb);
 }
 
 /* Keeps the meta link: pings, peer state, resync end, local changes. */
@@ -1150,6 +1235,8 @@ peer_established(struct peer *p, int source, int target)
 			px_send_s(&p->meta, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
 			last_tx = util_now_ms();
 		}
+		if (done)
+			peer_changes_sent(r);
 		if (dirty) {
 			struct px_state st;
 			peer_local_state(r, &st);
@@ -1209,6 +1296,8 @@ peer_established(struct peer *p, int source, int target)
 					target = 0;
 					peer_sync_finished_target(p, &st);
 				}
+				if (m.type == PX_STATE)
+					peer_sync_confirmed(p, &st);
 				if (st.role) {
 					struct rsm_state s;
 					rsm_get(r, &s);
@@ -1291,6 +1380,7 @@ peer_session(struct peer *p, int fd)
 	p->meta.fd = fd;
 	p->meta.tls = NULL;
 	p->session = 0;
+	p->end_unconfirmed = 0;
 	if (peer_hs(p, fd, PX_LINK_META, 0, &hr, &p->meta.tls))
 		goto fail;
 	if (hr.link != PX_LINK_META) {
@@ -1332,7 +1422,7 @@ peer_session(struct peer *p, int fd)
 	if (target)
 		peer_begin_target(r);
 	if (d == GEN_NO_SYNC)
-		peer_in_sync(r);
+		peer_in_sync(r, &mine);
 	rc = peer_open_data_links(p);
 	if (rc) {
 		LOG_WARN("peer: opening data links failed: %s", strerror(-rc));

@@ -349,9 +349,14 @@ rsm_demote(struct res *r, char *why, size_t len)
 		return rc;
 	fe_link_del(r, dev);
 	atomic_store(&r->writable, 0);
+	/* No write of ours is in flight now: the activity marks go, so that a
+	 * crash as secondary does not bring them back as blocks out of sync.
+	 * A failure is logged and sticky in dm; the marks then only cost a
+	 * needless resync. */
+	(void)dm_drain_activity(r->dm);
 	pthread_mutex_lock(&r->role_lock);
 	dm_sb_get(r->dm, &sb);
-	sb.flags &= ~META_F_PRIMARY;
+	dm_leave_primary(r->dm, &sb);
 	rc = dm_sb_write(r->dm, &sb);
 	if (!rc)
 		rsm_set_role(r, RSM_SECONDARY, -1, "demote");

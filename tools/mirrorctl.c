@@ -166,7 +166,8 @@ static int
 cmd_show_md(const struct opts *o)
 {
 	static const char *flag_names[] = { "consistent", "uptodate", "primary",
-					    "crashed-primary", "peer-outdated", "just-created" };
+					    "crashed-primary", "peer-outdated", "just-created",
+					    NULL /* not stored */, "local-changes" };
 	struct meta_sb sb;
 	struct bm *bm, *act;
 	uint64_t disk_sz, md_sz, nbits, next, per, oos;
@@ -204,8 +205,8 @@ cmd_show_md(const struct opts *o)
 	json_object_object_add(out, "al_extent_size",
 			       json_object_new_int64((int64_t)(1ull << sb.al_extent_shift)));
 	flags = json_object_new_array();
-	for (unsigned i = 0; i < 6; i++)
-		if (sb.flags & (1u << i))
+	for (unsigned i = 0; i < sizeof(flag_names) / sizeof(flag_names[0]); i++)
+		if (flag_names[i] && (sb.flags & (1u << i)))
 			json_object_array_add(flags, json_object_new_string(flag_names[i]));
 	json_object_object_add(out, "flags", flags);
 	gens = json_object_new_object();

@@ -160,12 +160,20 @@ promote(struct pair *p, int i)
 	g->primary = 1;
 	g->uptodate = 1;
 	g->crashed_primary = 0;
+	g->local_changes = 0;	/* meta_start_generation: the bitmap gen says it */
 }
 
+/* rsm_demote() and a clean stop (dm_leave_primary): a primary's bits are
+ * its own writes the peer lacks, recorded as local_changes unless a bitmap
+ * generation says so already. */
 static void
 demote(struct pair *p, int i)
 {
-	p->n[i].g.primary = 0;
+	struct node *n = &p->n[i];
+
+	if (n->g.primary && n->bits && n->g.bitmap == 0)
+		n->g.local_changes = 1;
+	n->g.primary = 0;
 }
 
 /* A write on primary i: replicated while connected, else acknowledged by
@@ -216,6 +224,12 @@ crash(struct pair *p, int i)
 		n->bits |= 1u << b;
 		n->g.crashed_primary = 1;
 		n->g.primary = 0;
+	} else if (p->connected && (rnd() & 1)) {
+		/* Stale marks on a secondary (an activity extent left from an
+		 * earlier primary role, a bit its resync cleared in memory
+		 * only), back in its bitmap at the next start: a block that
+		 * holds the same data on both, not a write of its own. */
+		n->bits |= 1u << b;
 	}
 	p->connected = 0;
 }
@@ -237,6 +251,7 @@ sync_done(struct node *src, struct node *tgt)
 	src->bits = tgt->bits = 0;
 	src->acked = tgt->acked = 0;
 	src->g.crashed_primary = tgt->g.crashed_primary = 0;
+	src->g.local_changes = tgt->g.local_changes = 0;
 	tgt->g.uptodate = 1;
 }
 
@@ -249,6 +264,7 @@ sync_done_source_only(struct node *src, struct node *tgt, uint32_t mask)
 	src->bits = 0;
 	src->acked = 0;
 	src->g.crashed_primary = 0;
+	src->g.local_changes = 0;
 	tgt->bits = mask;
 	tgt->g.uptodate = 0;
 }
@@ -266,11 +282,13 @@ resync(struct pair *p, int s, int full, enum sync_end how, int automatic)
 	 * writes, also for a resumed resync if this one is cut. */
 	if (!automatic)
 		tgt->acked = 0;
+	tgt->g.local_changes = 0;	/* peer_begin_target */
 	for (int b = 0; b < NBLK; b++) {
 		if (!(mask & (1u << b)) || (how == END_CUT && (rnd() & 1)))
 			continue;
-		/* A crashed primary's own writes are the one loss the
-		 * generations cannot see yet (see gen.c, row 43). */
+		/* A crashed primary's own writes alone are the one loss
+		 * this model cannot see: it does not rotate on peer loss
+		 * as the daemon does (see gen.c, row 43). */
 		if (automatic && (tgt->acked & (1u << b)) && tgt->blk[b] != src->blk[b] &&
 		    !tgt->g.crashed_primary)
 			ck.lost_acks++;
@@ -331,6 +349,8 @@ connect_policy(struct pair *p, enum sync_end how, int use_policy, enum gen_sb_po
 		if (row0 != 10 && memcmp(p->n[0].blk, p->n[1].blk, sizeof(p->n[0].blk)) != 0)
 			ck.nosync_bad++;
 		p->n[0].g.crashed_primary = p->n[1].g.crashed_primary = 0;
+		/* peer_in_sync(): bits no record explains are cleared. */
+		p->n[0].bits = p->n[1].bits = 0;
 		p->connected = 1;
 	} else if (is_source(d) || is_target(d)) {
 		s = is_source(d) ? 0 : 1;
@@ -501,6 +521,119 @@ test_gen_same_generation_writer_is_source(void)
 	CU_ASSERT(disks_equal(&p));
 }
 
+/* The daemon's promote while connected and in sync: same generation, no
+ * rotation (the model's promote() always rotates). */
+static void
+promote_in_sync(struct pair *p, int i)
+{
+	CU_ASSERT_FATAL(p->connected && !p->n[1 - i].g.primary);
+	p->n[i].g.primary = 1;
+}
+
+/* The daemon's first write alone after losing the peer (or the peer loss
+ * itself with blocks out of sync): a new generation, the role unchanged. */
+static void
+go_alone(struct pair *p, int i)
+{
+	int primary = p->n[i].g.primary;
+
+	promote(p, i);
+	p->n[i].g.primary = primary;
+}
+
+/* The false split brain of the switchover crash loop: alpha -> beta ->
+ * alpha, writes on each primary, the secondary killed (its activity
+ * extents come back as bits), the primary writes alone.  Bits on the
+ * secondary are not its writes: a bitmap resync from the primary. */
+static void
+test_gen_secondary_crash_after_switchover_is_target(void)
+{
+	struct pair p;
+
+	initial_sync(&p);
+	write_some(&p, A, 2);
+	demote(&p, A);
+	promote_in_sync(&p, B);
+	write_some(&p, B, 2);
+	demote(&p, B);
+	promote_in_sync(&p, A);
+	write_some(&p, A, 2);
+	crash(&p, B);
+	p.n[B].bits |= 1u << 3;	/* an activity extent of its primary time */
+	go_alone(&p, A);
+	write_some(&p, A, 1);
+	EXPECT(&p, B, GEN_TARGET_BITMAP, 40, 41);
+	/* Still so once B was demoted cleanly after its crash: no record
+	 * says it wrote. */
+	demote(&p, B);
+	EXPECT(&p, B, GEN_TARGET_BITMAP, 40, 41);
+	CU_ASSERT_EQUAL(connect_pair(&p), GEN_SOURCE_BITMAP);
+	CU_ASSERT(disks_equal(&p));
+}
+
+/* Same generation, bits that no record explains (a crashed secondary's
+ * activity extent of an earlier primary role), no primary: DRBD's rule
+ * 40, no sync; the bits go. */
+static void
+test_gen_same_generation_stale_bits_no_sync(void)
+{
+	struct pair p;
+
+	initial_sync(&p);
+	write_some(&p, A, 3);
+	crash(&p, B);
+	p.n[B].bits |= 1u << 5;
+	demote(&p, A);
+	p.n[B].g.node_uuid = p.n[A].g.node_uuid + 1;
+	EXPECT(&p, A, GEN_NO_SYNC, 38, 38);
+	/* Neither up to date (set by hand): no source can be trusted, the
+	 * caller refuses, and the bits must stay. */
+	p.n[A].g.uptodate = p.n[B].g.uptodate = 0;
+	EXPECT(&p, B, GEN_SOURCE_BITMAP, 39, 39);
+	p.n[A].g.uptodate = p.n[B].g.uptodate = 1;
+	CU_ASSERT_EQUAL(connect_pair(&p), GEN_NO_SYNC);
+	CU_ASSERT_EQUAL(p.n[B].bits, 0);
+	CU_ASSERT(disks_equal(&p));
+}
+
+/* Pull-ahead, then a clean demote of the primary while still connected:
+ * its bits are writes B lacks; B's stale bits and higher node_uuid must not
+ * make B the source (the old row 36 did). */
+static void
+test_gen_pull_ahead_then_demote_writer_is_source(void)
+{
+	struct pair p;
+
+	initial_sync(&p);
+	p.n[A].blk[2] = next_value++;	/* pulled ahead: not sent, marked */
+	p.n[A].bits |= 1u << 2;
+	demote(&p, A);
+	CU_ASSERT(p.n[A].g.local_changes);
+	crash(&p, B);
+	p.n[B].bits |= 1u << 9;
+	p.n[B].g.node_uuid = p.n[A].g.node_uuid + 1;
+	EXPECT(&p, A, GEN_SOURCE_BITMAP, 35, 35);
+	CU_ASSERT_EQUAL(connect_pair(&p), GEN_SOURCE_BITMAP);
+	CU_ASSERT(disks_equal(&p));
+	CU_ASSERT_FALSE(p.n[A].g.local_changes);
+}
+
+/* Both left primary with writes of their own at one generation: not
+ * reachable through the daemon's operations, set by hand. */
+static void
+test_gen_same_generation_both_local_changes_split_brain(void)
+{
+	struct pair p;
+
+	initial_sync(&p);
+	link_down(&p);
+	p.n[A].g.local_changes = p.n[B].g.local_changes = 1;
+	p.n[A].bits = 1;
+	p.n[B].bits = 2;
+	demote(&p, A);
+	EXPECT(&p, A, GEN_SPLIT_BRAIN, 37, 37);
+}
+
 /* Both crashed as primary at one generation: not reachable through the
  * daemon's operations today, set by hand.  Nothing else tells them apart,
  * so the higher node_uuid is source. */
@@ -558,8 +691,9 @@ test_gen_failover_old_primary_becomes_target(void)
 	CU_ASSERT_EQUAL(ck.lost_acks, lost);
 }
 
-/* A lost its peer but stayed primary and kept writing at the same current
- * (the daemon does not rotate on peer loss), then stopped cleanly; B was
+/* A kept writes B lacks at the same current (in the daemon: pull-ahead or
+ * a write B failed, then a demote while still connected; the model writes
+ * alone without rotating) and left primary cleanly: local_changes.  B was
  * promoted meanwhile.  Row 40 alone would undo A's acknowledged writes. */
 static void
 test_gen_unrotated_writes_then_failover_split_brain(void)
@@ -582,10 +716,11 @@ test_gen_unrotated_writes_then_failover_split_brain(void)
 	EXPECT(&p, A, GEN_TARGET_BITMAP, 40, 41);
 }
 
-/* Documents the limit of row 43: a primary that wrote alone and then
- * crashed looks like a plain failover, and its writes are lost.  Rotating
- * current when a primary loses its peer (as DRBD does) would make this
- * row 60 instead. */
+/* Documents the limit of row 43 in this model: a primary that wrote alone
+ * without moving on and then crashed looks like a plain failover, and its
+ * writes are lost.  The daemon moves on with the first write alone, or at
+ * the peer loss when blocks are out of sync then, which makes this row 60
+ * (test_gen_promoted_apart_split_brain). */
 static void
 test_gen_known_limit_crash_after_unrotated_writes(void)
 {
@@ -974,7 +1109,8 @@ static void
 test_gen_random_operations_keep_data(void)
 {
 	static const int reachable[] = {
-		10, 20, 21, 30, 32, 33, 34, 35, 40, 41, 43, 50, 51, 60, 61, 80, 90, 91, 92, 95,
+		10, 20, 21, 30, 32, 33, 34, 35, 38, 40, 41, 43, 50, 51, 60, 61, 80, 90, 91, 92,
+		95,
 	};
 
 	sim_run();
@@ -1006,6 +1142,7 @@ random_side(struct gen_side *s)
 	s->oos_bits = rnd_below(3) == 0 ? 0 : rnd_below(3);
 	s->primary = rnd_below(4) == 0;
 	s->crashed_primary = rnd_below(4) == 0;
+	s->local_changes = rnd_below(4) == 0;
 	s->discard_my_data = rnd_below(4) == 0;
 	s->uptodate = rnd_below(4) != 0;
 }
@@ -1071,6 +1208,14 @@ main(void)
 		  test_gen_same_generation_writer_is_source },
 		{ "test_gen_same_generation_node_uuid_breaks_tie",
 		  test_gen_same_generation_node_uuid_breaks_tie },
+		{ "test_gen_secondary_crash_after_switchover_is_target",
+		  test_gen_secondary_crash_after_switchover_is_target },
+		{ "test_gen_same_generation_stale_bits_no_sync",
+		  test_gen_same_generation_stale_bits_no_sync },
+		{ "test_gen_pull_ahead_then_demote_writer_is_source",
+		  test_gen_pull_ahead_then_demote_writer_is_source },
+		{ "test_gen_same_generation_both_local_changes_split_brain",
+		  test_gen_same_generation_both_local_changes_split_brain },
 		{ "test_gen_primary_wrote_while_secondary_down",
 		  test_gen_primary_wrote_while_secondary_down },
 		{ "test_gen_failover_old_primary_becomes_target",
