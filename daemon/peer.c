@@ -758,31 +758,47 @@ peer_acc_slot(struct peer_hs_job *jobs)
 	return NULL;
 }
 
+/* Whether to watch the listening socket: with a free job, or to cut the
+ * oldest for a new connection; not while a cut one is ending, which frees
+ * a job soon (else every wake-up would cut one more). */
+static int
+peer_acc_listen(const struct peer_hs_job *jobs)
+{
+	int cutting = 0;
+
+	for (int i = 0; i < PEER_HS_MAX; i++) {
+		if (jobs[i].state == PEER_HS_FREE)
+			return 1;
+		cutting |= jobs[i].expired;
+	}
+	return !cutting;
+}
+
 /* Accepts one connection into a free job; none free: leaves it in the
- * backlog and returns 0 (the caller waits for a slot, not for the
- * listening socket, so it does not spin). */
+ * backlog (peer_acc_slot cut the oldest to make room).  0 or -errno. */
 static int
 peer_acc_one(struct peer *p, struct peer_hs_job *jobs)
 {
-	struct peer_hs_job *j = peer_acc_slot(jobs);
+	struct peer_hs_job *j = NULL;
 	int fd, want;
 
-	if (!j)
-		return 0;
-	fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return errno == EAGAIN || errno == EINTR || errno == ECONNABORTED ? 1 : -errno;
 	pthread_mutex_lock(&p->res->lock);
 	want = p->want;
 	pthread_mutex_unlock(&p->res->lock);
-	if (!want) {
-		/* Standalone: a retrying peer sees a refusal at once. */
+	/* Standalone: accepted and closed, so a retrying peer sees a refusal
+	 * at once. */
+	if (want && !(j = peer_acc_slot(jobs)))
+		return 0;
+	fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return errno == EAGAIN || errno == EINTR || errno == ECONNABORTED ? 0 : -errno;
+	if (!j) {
 		close(fd);
-		return 1;
+		return 0;
 	}
 	peer_timeouts(fd, PEER_HS_TIMEOUT_MS);
 	peer_hs_start(p, j, fd, 0, 0);
-	return 1;
+	return 0;
 }
 
 /* The listener accepts here, all the time, and authenticates up to
@@ -793,7 +809,7 @@ peer_acceptor_main(void *arg)
 {
 	struct peer *p = arg;
 	struct peer_hs_job *jobs = calloc(PEER_HS_MAX, sizeof(*jobs));
-	int slot = 1, stop = 0;
+	int stop = 0;
 
 	pthread_setname_np(pthread_self(), "mirrord-accept");
 	if (!jobs) {
@@ -802,22 +818,22 @@ peer_acceptor_main(void *arg)
 	}
 	while (!stop) {
 		struct pollfd pf[2] = { { .fd = p->hs_efd, .events = POLLIN },
-					{ .fd = slot ? p->listen_fd : -1, .events = POLLIN } };
+					{ .fd = -1, .events = POLLIN } };
+		int wait = peer_acc_tend(p, jobs, 1000);
 		uint64_t v;
 		int rc;
 
-		poll(pf, 2, peer_acc_tend(p, jobs, 1000));
+		if (peer_acc_listen(jobs))
+			pf[1].fd = p->listen_fd;
+		poll(pf, 2, wait);
 		if (pf[0].revents & POLLIN && read(p->hs_efd, &v, sizeof(v)) < 0)
 			(void)0;
-		slot = 1;
 		if (pf[1].revents & POLLIN) {
 			rc = peer_acc_one(p, jobs);
-			slot = rc != 0;
 			if (rc < 0) {
 				/* Out of descriptors, say: retry later, not at once. */
 				LOG_WARN("peer: accept: %s", strerror(-rc));
 				poll(NULL, 0, 100);
-				slot = 1;
 			}
 		}
 		pthread_mutex_lock(&p->res->lock);
