@@ -90,6 +90,8 @@ struct peer {
 	int hs_efd;              /* a handshake ended, or stop: wakes its supervisor */
 	pthread_t acceptor;      /* the listener's: accepts and authenticates */
 	int acceptor_started;
+	uint64_t acc_log_ms;     /* acceptor: when it last warned of a handshake */
+	unsigned acc_quiet;      /* acceptor: warnings held back since */
 
 	pthread_mutex_t hs_lock;
 	/* (hs_lock) */
@@ -585,12 +587,64 @@ peer_hs_done(struct peer *p, struct peer_hs_job *j)
 	return done;
 }
 
+/* Whether a warning about an incoming handshake may be logged now: at
+ * most one a second, so a flood of connections cannot flood the log; the
+ * next one says how many were held back (they go to the debug level). */
+static int
+peer_acc_log_ok(struct peer *p, unsigned *quiet)
+{
+	uint64_t now = util_now_ms();
+
+	if (p->initiator)
+		return *quiet = 0, 1;
+	if (now - p->acc_log_ms < 1000) {
+		p->acc_quiet++;
+		return 0;
+	}
+	p->acc_log_ms = now;
+	*quiet = p->acc_quiet;
+	p->acc_quiet = 0;
+	return 1;
+}
+
+static void
+peer_hs_log(struct peer *p, const struct peer_hs_job *j)
+{
+	const char *kind = p->initiator ? (j->link == PX_LINK_META ? "meta" : "data") : "incoming";
+	char why[300];
+	unsigned quiet;
+
+	if (j->expired && util_now_ms() >= j->deadline)
+		snprintf(why, sizeof(why), "%s link handshake did not finish within %d ms: dropped",
+			 kind, PEER_HS_BUDGET_MS);
+	else if (j->expired && p->initiator)
+		snprintf(why, sizeof(why), "%s link handshake cut short (disconnect or shutdown)",
+			 kind);
+	else if (j->expired)
+		snprintf(why, sizeof(why), "%s handshake cut short (too many at once, or shutdown)",
+			 kind);
+	else if (j->in_tls)
+		snprintf(why, sizeof(why), "TLS handshake failed: %s", j->err);
+	else
+		snprintf(why, sizeof(why), "%s link handshake failed: %s", kind, j->err);
+	/* Cut short on purpose: an eviction is routine under a flood (debug),
+	 * a disconnect or shutdown the operator's (info). */
+	if (j->expired && util_now_ms() < j->deadline && p->initiator)
+		LOG_INFO("peer: %s", why);
+	else if ((j->expired && util_now_ms() < j->deadline) || !peer_acc_log_ok(p, &quiet))
+		LOG_DEBUG("peer: %s", why);
+	else if (quiet)
+		LOG_WARN("peer: %s (and %u more incoming handshakes failed in the last second)",
+			 why, quiet);
+	else
+		LOG_WARN("peer: %s", why);
+}
+
 /* Collects a finished handshake: 0 and *c holds the authenticated link,
  * or -errno (logged here, socket closed).  The job is free again. */
 static int
 peer_hs_reap(struct peer *p, struct peer_hs_job *j, struct peer_conn *c)
 {
-	const char *kind = p->initiator ? (j->link == PX_LINK_META ? "meta" : "data") : "incoming";
 	int rc;
 
 	pthread_join(j->thread, NULL);
@@ -602,18 +656,7 @@ peer_hs_reap(struct peer *p, struct peer_hs_job *j, struct peer_conn *c)
 		*c = j->c;
 		return 0;
 	}
-	if (j->expired && util_now_ms() >= j->deadline)
-		LOG_WARN("peer: %s link handshake did not finish within %d ms: dropped", kind,
-			 PEER_HS_BUDGET_MS);
-	else if (j->expired && p->initiator)
-		LOG_INFO("peer: %s link handshake cut short (disconnect or shutdown)", kind);
-	else if (j->expired)
-		/* Evicted for a newer one: debug only, a flood must not fill the log. */
-		LOG_DEBUG("peer: incoming handshake cut short: too many at once");
-	else if (j->in_tls)
-		LOG_WARN("peer: TLS handshake failed: %s", j->err);
-	else
-		LOG_WARN("peer: %s link handshake failed: %s", kind, j->err);
+	peer_hs_log(p, j);
 	px_tls_free(j->c.tls);
 	close(j->c.fd);
 	return rc;
