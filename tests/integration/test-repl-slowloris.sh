@@ -109,6 +109,7 @@ FAKE=$!
 bm_on_exit kill "$FAKE"
 wait "$FAKE" || true
 dials=$(cat "$T/dials" 2>/dev/null || echo 0)
+echo "alpha dialed the dripping listener $dials times in 25 s"
 ((dials >= 3)) || fail "alpha dialed a dripping listener only $dials times in 25 s"
 grep -q "meta link handshake did not finish" "$T/ra-alpha.log" ||
     fail "alpha does not log its handshake running out of time"
