@@ -51,8 +51,8 @@ t0=$(threads); f0=$(fds)
 drip 4 15
 sleep 3
 # The real peer arrives while four dripping clients hold connections.
-bm_start "$CA" alpha; PA=$BM_PID
 start=$EPOCHREALTIME
+bm_start "$CA" alpha; PA=$BM_PID
 ctla wait-connect --timeout 10 ||
     fail "alpha could not connect within 10 s while 4 clients dripped into beta's port"
 echo "connected after $(bm_elapsed "$start") s with 4 dripping clients"
