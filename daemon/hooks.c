@@ -16,6 +16,13 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
+/* More pending hooks than this: events are merged (hook_compact), so a
+ * flapping link cannot queue a hook per flap.  Below it every event runs. */
+#define HOOK_MERGE_AT  16
+/* Pending hooks at most.  Merging already keeps the queue far below this;
+ * the cap is the guard should that ever fail. */
+#define HOOK_QUEUE_MAX 64
+
 extern char **environ;
 
 static const char *const hook_names[HOOK_N] = {
@@ -27,13 +34,17 @@ static const char *const hook_names[HOOK_N] = {
  * thread: a script that reacts to "disconnect" must not run after the
  * one for the "resync-end" that followed it (a cluster hook would leave a
  * ban in place).  hook_running counts the queued and running ones, so
- * that shutdown can wait for them. */
+ * that shutdown can wait for them.  Under a flood of events the queue is
+ * compacted (hook_compact), keeping the order of what remains. */
 static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hook_cond = PTHREAD_COND_INITIALIZER;
 static unsigned hook_running;
 static struct hook_job *hook_head, **hook_tail = &hook_head;
 static int hook_worker_up;
 static unsigned hook_held;      /* hook_hold() calls not yet released */
+static unsigned hook_queued;    /* jobs in the queue, not yet started */
+static unsigned long hook_merged; /* events merged into a later one, in all */
+static int hook_draining;       /* shutting down: merge whatever is pending */
 
 struct hook_job {
 	struct hook_job *next;
@@ -157,6 +168,7 @@ hook_worker(void *arg)
 		hook_head = j->next;
 		if (!hook_head)
 			hook_tail = &hook_head;
+		hook_queued--;
 		pthread_mutex_unlock(&hook_lock);
 		hook_exec(j->res, j->path, j->ev, &j->state, (int)j->res->conf.handler_timeout_s);
 		free(j);
@@ -165,6 +177,71 @@ hook_worker(void *arg)
 		pthread_cond_broadcast(&hook_cond);
 	}
 	return NULL;
+}
+
+/* Whether the pending job old is made redundant by a new event of kind
+ * ev with state s.  An event carries the state in its environment, so the
+ * later one of a kind says all the earlier one would: a flapping link
+ * must not queue a hook per flap.  A split brain is merged only into one
+ * with the same state, so every distinct one is reported; fence-peer
+ * never is (it runs synchronously, not from the queue). */
+static int
+hook_supersedes(const struct hook_job *old, struct res *r, enum hook_event ev,
+		const struct rsm_state *s)
+{
+	if (old->res != r || old->ev != ev || ev == HOOK_FENCE_PEER)
+		return 0;
+	if (ev != HOOK_SPLIT_BRAIN)
+		return 1;
+	return old->state.role == s->role && old->state.disk == s->disk &&
+	       old->state.conn == s->conn && old->state.repl == s->repl;
+}
+
+static int
+hook_superseded(const struct hook_job *j)
+{
+	for (const struct hook_job *k = j->next; k; k = k->next)
+		if (hook_supersedes(j, k->res, k->ev, &k->state))
+			return 1;
+	return 0;
+}
+
+/* Drops every pending job that a later pending one supersedes: the
+ * survivors keep the order of their events, each merged one runs where
+ * its latest event puts it.  hook_lock held. */
+static void
+hook_compact(void)
+{
+	struct hook_job **pp = &hook_head, *j;
+	unsigned n = 0;
+
+	while ((j = *pp)) {
+		if (hook_superseded(j)) {
+			*pp = j->next;
+			free(j);
+			n++;
+		} else {
+			pp = &j->next;
+		}
+	}
+	hook_tail = pp;
+	hook_queued -= n;
+	hook_running -= n;
+	hook_merged += n;
+	if (n)
+		LOG_DEBUG("hooks: %u pending events merged into later ones of their kind "
+			  "(%lu merged in all, %u queued)", n, hook_merged, hook_queued);
+}
+
+static void
+hook_enqueue(struct hook_job *j)
+{
+	*hook_tail = j;
+	hook_tail = &j->next;
+	hook_queued++;
+	hook_running++;
+	if (hook_queued > HOOK_MERGE_AT || hook_draining)
+		hook_compact();
 }
 
 static void
@@ -195,15 +272,16 @@ hook_fire(struct res *r, enum hook_event ev, const struct rsm_state *s)
 		pthread_attr_destroy(&attr);
 		hook_worker_up = rc == 0;
 	}
+	if (!rc && hook_queued >= HOOK_QUEUE_MAX && ev != HOOK_SPLIT_BRAIN)
+		rc = ENOBUFS;
 	if (rc) {
 		pthread_mutex_unlock(&hook_lock);
-		LOG_ERROR("hook %s: no thread to run it: %s", hook_names[ev], strerror(rc));
+		LOG_ERROR("hook %s: %s: not run", hook_names[ev], rc == ENOBUFS ?
+			  "too many hooks pending" : strerror(rc));
 		free(j);
 		return;
 	}
-	*hook_tail = j;
-	hook_tail = &j->next;
-	hook_running++;
+	hook_enqueue(j);
 	pthread_cond_broadcast(&hook_cond);
 	pthread_mutex_unlock(&hook_lock);
 }
@@ -267,6 +345,9 @@ hook_drain(struct res *r)
 	uint64_t end = util_now_ms() + (r->conf.handler_timeout_s + 5) * 1000ull;
 
 	pthread_mutex_lock(&hook_lock);
+	/* Only the latest state of each kind still matters: stop in time. */
+	hook_draining = 1;
+	hook_compact();
 	while (hook_running && util_now_ms() < end) {
 		pthread_mutex_unlock(&hook_lock);
 		usleep(50 * 1000);

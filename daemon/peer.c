@@ -31,12 +31,50 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+/* Per read or write on a link until it runs on a queue's ring or with the
+ * ping timeout; also how long the data links may take to come up. */
 #define PEER_HS_TIMEOUT_MS  5000
+/* One link's whole handshake (TLS and HMAC): an unauthenticated party
+ * gets this long in total, however it paces its bytes. */
+#define PEER_HS_BUDGET_MS   3000
+/* Handshakes the listener runs at once; one more connection evicts the
+ * oldest, so a crowd of slow clients cannot keep the peer out. */
+#define PEER_HS_MAX         8
+/* Authenticated links the listener keeps for the peer thread. */
+#define PEER_READY_MAX      8
 #define PEER_BACKOFF_MIN_MS 100
 #define PEER_BACKOFF_MAX_MS 3000
 
-/* Fields marked (lock) are protected by res->lock; the rest belong to the
- * peer thread. */
+/* An authenticated link: its socket, its TLS session (or NULL) and what
+ * the handshake said it is. */
+struct peer_conn {
+	int fd;
+	struct px_tls *tls;
+	struct px_hs_result hr;
+};
+
+enum { PEER_HS_FREE, PEER_HS_RUNNING, PEER_HS_DONE };
+
+/* One handshake, run on its own thread so that its supervisor can end it
+ * at its deadline (shutdown() wakes the blocked reads and writes).  The
+ * supervisor is the acceptor thread on the listener, the peer thread on
+ * the connector. */
+struct peer_hs_job {
+	struct peer *p;
+	pthread_t thread;
+	uint64_t start, deadline;
+	uint64_t session;        /* the meta link's, for data links */
+	uint16_t link, queue;    /* what the connector asks for */
+	int expired;             /* shut down by the supervisor */
+	int in_tls;              /* failed in the TLS handshake (read after join) */
+	int state;               /* (hs_lock) PEER_HS_* */
+	int rc;                  /* (hs_lock) once DONE */
+	char err[256];           /* (hs_lock) once DONE */
+	struct peer_conn c;
+};
+
+/* Fields marked (lock) are protected by res->lock, (hs_lock) by
+ * peer->hs_lock; the rest belong to the peer thread. */
 struct peer {
 	struct res *res;
 	pthread_t thread;
@@ -49,10 +87,20 @@ struct peer {
 	struct px_sock meta;     /* fd -1 when none; tls when TLS is configured */
 	int authed;              /* the meta link passed authentication */
 	struct px_tls_ctx *tls_ctx;
-	uint64_t session;
 	/* Peer thread only: a resync ended with us as source, and the target
 	 * has not yet reported that it took our generation. */
 	int end_unconfirmed;
+	int hs_efd;              /* a handshake ended, or stop: wakes its supervisor */
+	pthread_t acceptor;      /* the listener's: accepts and authenticates */
+	int acceptor_started;
+	uint64_t acc_log_ms;     /* acceptor: when it last warned of a handshake */
+	unsigned acc_quiet;      /* acceptor: warnings held back since */
+
+	pthread_mutex_t hs_lock;
+	/* (hs_lock) */
+	uint64_t session;        /* the current meta link's, 0 before one */
+	struct peer_conn ready[PEER_READY_MAX]; /* authenticated, oldest first */
+	unsigned nready;
 
 	/* (lock) */
 	int stop;
@@ -523,25 +571,12 @@ peer_dial(struct peer *p, int ms)
 	return fd;
 }
 
-static int
-peer_accept(struct peer *p, int ms)
-{
-	int fd;
-
-	if (!peer_poll(p, p->listen_fd, POLLIN, ms))
-		return -ETIMEDOUT;
-	fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	peer_timeouts(fd, PEER_HS_TIMEOUT_MS);
-	return fd;
-}
-
 /* TLS first when configured (certificates both ways), then the HMAC
- * handshake inside it.  *tls gets the session (NULL without TLS). */
+ * handshake inside it.  Runs on a handshake thread (peer_hs_main): it
+ * reads only what does not change while the peer runs.  The supervisor
+ * logs the outcome. */
 static int
-peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_result *out,
-	struct px_tls **tls)
+peer_hs(struct peer *p, struct peer_hs_job *j, char *err, size_t errlen)
 {
 	struct res *r = p->res;
 	struct px_hs_params hp = {
@@ -551,35 +586,462 @@ peer_hs(struct peer *p, int fd, uint16_t link, uint16_t queue, struct px_hs_resu
 		.resource = r->conf.name,
 		.secret = p->secret,
 		.secret_len = p->secret_len,
-		.link = link,
-		.queue = queue,
-		.session = p->session,
+		.link = j->link,
+		.queue = j->queue,
+		.session = j->session,
 		.features = 0,
 	};
-	char err[256];
-	struct px_sock sk = { .fd = fd, .tls = NULL };
+	struct px_sock sk = { .fd = j->c.fd, .tls = NULL };
 	int rc;
 
-	*tls = NULL;
 	if (p->tls_ctx) {
-		rc = px_tls_handshake(p->tls_ctx, fd, p->initiator, hp.peer, &sk.tls, err,
-				      sizeof(err));
-		if (rc) {
-			LOG_WARN("peer: TLS handshake failed: %s", err);
+		rc = px_tls_handshake(p->tls_ctx, sk.fd, p->initiator, hp.peer, &sk.tls, err,
+				      errlen);
+		j->in_tls = rc != 0;
+		if (rc)
 			return rc;
-		}
 	}
-	rc = px_handshake_s(&sk, &hp, out, err, sizeof(err));
+	rc = px_handshake_s(&sk, &hp, &j->c.hr, err, errlen);
 	if (rc) {
 		px_tls_free(sk.tls);
-		LOG_WARN("peer: %s link handshake failed: %s", link == PX_LINK_META ? "meta" : "data",
-			 err);
 		return rc;
 	}
 	/* The listener takes the kind the connector asks for: the caller
 	 * decides what a link of the other kind means. */
-	*tls = sk.tls;
+	j->c.tls = sk.tls;
 	return 0;
+}
+
+static void *
+peer_hs_main(void *arg)
+{
+	struct peer_hs_job *j = arg;
+	struct peer *p = j->p;
+	char err[sizeof(j->err)] = "";
+	uint64_t one = 1;
+	int rc;
+
+	rc = peer_hs(p, j, err, sizeof(err));
+	pthread_mutex_lock(&p->hs_lock);
+	j->rc = rc;
+	memcpy(j->err, err, sizeof(err));
+	j->state = PEER_HS_DONE;
+	pthread_mutex_unlock(&p->hs_lock);
+	if (write(p->hs_efd, &one, sizeof(one)) < 0)
+		LOG_ERROR("peer: eventfd write failed: %s", strerror(errno));
+	return NULL;
+}
+
+static uint64_t
+peer_session_get(struct peer *p)
+{
+	uint64_t s;
+
+	pthread_mutex_lock(&p->hs_lock);
+	s = p->session;
+	pthread_mutex_unlock(&p->hs_lock);
+	return s;
+}
+
+static void
+peer_session_set(struct peer *p, uint64_t s)
+{
+	pthread_mutex_lock(&p->hs_lock);
+	p->session = s;
+	pthread_mutex_unlock(&p->hs_lock);
+}
+
+/* Starts the handshake on fd (owned by the job from here, also on
+ * failure, when it is closed).  0 or -errno. */
+static int
+peer_hs_start(struct peer *p, struct peer_hs_job *j, int fd, uint16_t link, uint16_t queue)
+{
+	int rc;
+
+	memset(j, 0, sizeof(*j));
+	j->p = p;
+	j->c.fd = fd;
+	j->link = link;
+	j->queue = queue;
+	j->session = peer_session_get(p);
+	j->start = util_now_ms();
+	j->deadline = j->start + PEER_HS_BUDGET_MS;
+	j->state = PEER_HS_RUNNING;
+	rc = pthread_create(&j->thread, NULL, peer_hs_main, j);
+	if (rc) {
+		LOG_ERROR("peer: no thread for a handshake: %s", strerror(rc));
+		close(fd);
+		j->state = PEER_HS_FREE;
+		return -rc;
+	}
+	return 0;
+}
+
+/* Ends a running handshake now: its reads and writes fail at once. */
+static void
+peer_hs_cut(struct peer_hs_job *j)
+{
+	if (j->state != PEER_HS_FREE && !j->expired) {
+		j->expired = 1;
+		shutdown(j->c.fd, SHUT_RDWR);
+	}
+}
+
+static int
+peer_hs_done(struct peer *p, struct peer_hs_job *j)
+{
+	int done;
+
+	pthread_mutex_lock(&p->hs_lock);
+	done = j->state == PEER_HS_DONE;
+	pthread_mutex_unlock(&p->hs_lock);
+	return done;
+}
+
+/* Whether a warning about an incoming handshake may be logged now: at
+ * most one a second, so a flood of connections cannot flood the log; the
+ * next one says how many were held back (they go to the debug level). */
+static int
+peer_acc_log_ok(struct peer *p, unsigned *quiet)
+{
+	uint64_t now = util_now_ms();
+
+	if (p->initiator)
+		return *quiet = 0, 1;
+	if (now - p->acc_log_ms < 1000) {
+		p->acc_quiet++;
+		return 0;
+	}
+	p->acc_log_ms = now;
+	*quiet = p->acc_quiet;
+	p->acc_quiet = 0;
+	return 1;
+}
+
+static void
+peer_hs_log(struct peer *p, const struct peer_hs_job *j)
+{
+	const char *kind = p->initiator ? (j->link == PX_LINK_META ? "meta" : "data") : "incoming";
+	char why[300];
+	unsigned quiet;
+
+	if (j->expired && util_now_ms() >= j->deadline)
+		snprintf(why, sizeof(why), "%s link handshake did not finish within %d ms: dropped",
+			 kind, PEER_HS_BUDGET_MS);
+	else if (j->expired && p->initiator)
+		snprintf(why, sizeof(why), "%s link handshake cut short (disconnect or shutdown)",
+			 kind);
+	else if (j->expired)
+		snprintf(why, sizeof(why), "%s handshake cut short (too many at once, or shutdown)",
+			 kind);
+	else if (j->in_tls)
+		snprintf(why, sizeof(why), "TLS handshake failed: %s", j->err);
+	else
+		snprintf(why, sizeof(why), "%s link handshake failed: %s", kind, j->err);
+	/* Cut short on purpose: an eviction is routine under a flood (debug),
+	 * a disconnect or shutdown the operator's (info). */
+	if (j->expired && util_now_ms() < j->deadline && p->initiator)
+		LOG_INFO("peer: %s", why);
+	else if ((j->expired && util_now_ms() < j->deadline) || !peer_acc_log_ok(p, &quiet))
+		LOG_DEBUG("peer: %s", why);
+	else if (quiet)
+		LOG_WARN("peer: %s (and %u more incoming handshakes failed in the last second)",
+			 why, quiet);
+	else
+		LOG_WARN("peer: %s", why);
+}
+
+/* Collects a finished handshake: 0 and *c holds the authenticated link,
+ * or -errno (logged here, socket closed).  The job is free again. */
+static int
+peer_hs_reap(struct peer *p, struct peer_hs_job *j, struct peer_conn *c)
+{
+	int rc;
+
+	pthread_join(j->thread, NULL);
+	j->state = PEER_HS_FREE;
+	rc = j->rc;
+	if (!rc && j->expired)
+		rc = -ETIMEDOUT;        /* authenticated just as it was cut */
+	if (!rc) {
+		*c = j->c;
+		return 0;
+	}
+	peer_hs_log(p, j);
+	px_tls_free(j->c.tls);
+	close(j->c.fd);
+	return rc;
+}
+
+/* The connector's handshake on fd (consumed), bounded by
+ * PEER_HS_BUDGET_MS in total and cut short by stop or disconnect. */
+static int
+peer_hs_bounded(struct peer *p, int fd, uint16_t link, uint16_t queue, struct peer_conn *c)
+{
+	struct peer_hs_job j;
+	uint64_t v;
+	int rc;
+
+	rc = peer_hs_start(p, &j, fd, link, queue);
+	if (rc)
+		return rc;
+	while (!peer_hs_done(p, &j)) {
+		struct pollfd pf[2] = { { .fd = p->hs_efd, .events = POLLIN },
+					{ .fd = p->efd, .events = POLLIN } };
+		uint64_t now = util_now_ms();
+		int stop;
+
+		if (now >= j.deadline) {
+			peer_hs_cut(&j);
+			pf[1].fd = -1;
+		}
+		poll(pf, 2, j.expired ? 100 : (int)(j.deadline - now));
+		if (pf[0].revents & POLLIN && read(p->hs_efd, &v, sizeof(v)) < 0)
+			(void)0;
+		if (!(pf[1].revents & POLLIN))
+			continue;
+		if (read(p->efd, &v, sizeof(v)) < 0)
+			(void)0;
+		pthread_mutex_lock(&p->res->lock);
+		stop = p->stop || !p->want || p->restart;
+		pthread_mutex_unlock(&p->res->lock);
+		if (stop)
+			peer_hs_cut(&j);
+	}
+	return peer_hs_reap(p, &j, c);
+}
+
+static void
+peer_conn_close(struct peer_conn *c)
+{
+	px_tls_free(c->tls);
+	close(c->fd);
+}
+
+/* ---- the listener's acceptor thread ---- */
+
+/* Hands an authenticated link to the peer thread; the oldest one waiting
+ * makes room (it is stale by then: the connector gave up on it). */
+static void
+peer_ready_push(struct peer *p, const struct peer_conn *c)
+{
+	struct peer_conn old = { .fd = -1 };
+
+	pthread_mutex_lock(&p->hs_lock);
+	if (p->nready == PEER_READY_MAX) {
+		old = p->ready[0];
+		memmove(&p->ready[0], &p->ready[1], (PEER_READY_MAX - 1) * sizeof(p->ready[0]));
+		p->nready--;
+	}
+	p->ready[p->nready++] = *c;
+	pthread_mutex_unlock(&p->hs_lock);
+	if (old.fd >= 0) {
+		LOG_WARN("peer: too many authenticated links waiting: dropped the oldest");
+		peer_conn_close(&old);
+	}
+	peer_wake(p);
+}
+
+static int
+peer_ready_pop(struct peer *p, struct peer_conn *c)
+{
+	int got = 0;
+
+	pthread_mutex_lock(&p->hs_lock);
+	if (p->nready) {
+		*c = p->ready[0];
+		memmove(&p->ready[0], &p->ready[1], (p->nready - 1) * sizeof(p->ready[0]));
+		p->nready--;
+		got = 1;
+	}
+	pthread_mutex_unlock(&p->hs_lock);
+	return got;
+}
+
+static void
+peer_ready_flush(struct peer *p)
+{
+	struct peer_conn c;
+
+	while (peer_ready_pop(p, &c))
+		peer_conn_close(&c);
+}
+
+/* Collects finished handshakes and cuts those past their deadline;
+ * returns the ms until the next deadline (at most max_ms). */
+static int
+peer_acc_tend(struct peer *p, struct peer_hs_job *jobs, int max_ms)
+{
+	uint64_t now = util_now_ms();
+	int wait = max_ms;
+
+	for (int i = 0; i < PEER_HS_MAX; i++) {
+		struct peer_hs_job *j = &jobs[i];
+		struct peer_conn c;
+
+		if (j->state == PEER_HS_FREE)
+			continue;
+		if (peer_hs_done(p, j)) {
+			if (!peer_hs_reap(p, j, &c))
+				peer_ready_push(p, &c);
+			continue;
+		}
+		if (now >= j->deadline)
+			peer_hs_cut(j);
+		else
+			wait = (int)MIN((uint64_t)wait, j->deadline - now);
+	}
+	return wait;
+}
+
+/* A free job, or NULL after cutting the oldest running one short: its
+ * slot frees once its thread notices. */
+static struct peer_hs_job *
+peer_acc_slot(struct peer_hs_job *jobs)
+{
+	struct peer_hs_job *oldest = NULL;
+
+	for (int i = 0; i < PEER_HS_MAX; i++) {
+		if (jobs[i].state == PEER_HS_FREE)
+			return &jobs[i];
+		if (!jobs[i].expired && (!oldest || jobs[i].start < oldest->start))
+			oldest = &jobs[i];
+	}
+	if (oldest)
+		peer_hs_cut(oldest);
+	return NULL;
+}
+
+/* Whether to watch the listening socket: with a free job, or to cut the
+ * oldest for a new connection; not while a cut one is ending, which frees
+ * a job soon (else every wake-up would cut one more). */
+static int
+peer_acc_listen(const struct peer_hs_job *jobs)
+{
+	int cutting = 0;
+
+	for (int i = 0; i < PEER_HS_MAX; i++) {
+		if (jobs[i].state == PEER_HS_FREE)
+			return 1;
+		cutting |= jobs[i].expired;
+	}
+	return !cutting;
+}
+
+/* Accepts one connection into a free job; none free: leaves it in the
+ * backlog (peer_acc_slot cut the oldest to make room).  0 or -errno. */
+static int
+peer_acc_one(struct peer *p, struct peer_hs_job *jobs)
+{
+	struct peer_hs_job *j = NULL;
+	int fd, want;
+
+	pthread_mutex_lock(&p->res->lock);
+	want = p->want;
+	pthread_mutex_unlock(&p->res->lock);
+	/* Standalone: accepted and closed, so a retrying peer sees a refusal
+	 * at once. */
+	if (want && !(j = peer_acc_slot(jobs)))
+		return 0;
+	fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return errno == EAGAIN || errno == EINTR || errno == ECONNABORTED ? 0 : -errno;
+	if (!j) {
+		close(fd);
+		return 0;
+	}
+	peer_timeouts(fd, PEER_HS_TIMEOUT_MS);
+	peer_hs_start(p, j, fd, 0, 0);
+	return 0;
+}
+
+/* The listener accepts here, all the time, and authenticates up to
+ * PEER_HS_MAX connections at once, each within PEER_HS_BUDGET_MS: a
+ * connection that does not authenticate never delays another. */
+static void *
+peer_acceptor_main(void *arg)
+{
+	struct peer *p = arg;
+	struct peer_hs_job *jobs = calloc(PEER_HS_MAX, sizeof(*jobs));
+	int stop = 0;
+
+	pthread_setname_np(pthread_self(), "mirrord-accept");
+	if (!jobs) {
+		LOG_ERROR("peer: no memory for the acceptor: the peer cannot connect");
+		return NULL;
+	}
+	while (!stop) {
+		struct pollfd pf[2] = { { .fd = p->hs_efd, .events = POLLIN },
+					{ .fd = -1, .events = POLLIN } };
+		int wait = peer_acc_tend(p, jobs, 1000);
+		uint64_t v;
+		int rc;
+
+		if (peer_acc_listen(jobs))
+			pf[1].fd = p->listen_fd;
+		poll(pf, 2, wait);
+		if (pf[0].revents & POLLIN && read(p->hs_efd, &v, sizeof(v)) < 0)
+			(void)0;
+		if (pf[1].revents & POLLIN) {
+			rc = peer_acc_one(p, jobs);
+			if (rc < 0) {
+				/* Out of descriptors, say: retry later, not at once. */
+				LOG_WARN("peer: accept: %s", strerror(-rc));
+				poll(NULL, 0, 100);
+			}
+		}
+		pthread_mutex_lock(&p->res->lock);
+		stop = p->stop;
+		pthread_mutex_unlock(&p->res->lock);
+	}
+	for (int i = 0; i < PEER_HS_MAX; i++) {
+		struct peer_conn c;
+
+		peer_hs_cut(&jobs[i]);
+		if (jobs[i].state != PEER_HS_FREE && !peer_hs_reap(p, &jobs[i], &c))
+			peer_conn_close(&c);
+	}
+	free(jobs);
+	return NULL;
+}
+
+/* The next authenticated link from the acceptor, waiting up to ms;
+ * -ETIMEDOUT also when the thread must stop, disconnect or restart. */
+static int
+peer_accept(struct peer *p, int ms, struct peer_conn *c)
+{
+	uint64_t end = util_now_ms() + (uint64_t)ms;
+
+	for (;;) {
+		struct pollfd pf = { .fd = p->efd, .events = POLLIN };
+		uint64_t now = util_now_ms(), v;
+		int stop;
+
+		if (peer_ready_pop(p, c))
+			return 0;
+		if (now >= end)
+			return -ETIMEDOUT;
+		if (poll(&pf, 1, (int)(end - now)) <= 0)
+			continue;
+		if (read(p->efd, &v, sizeof(v)) < 0)
+			(void)0;
+		pthread_mutex_lock(&p->res->lock);
+		stop = p->stop || !p->want || p->restart;
+		pthread_mutex_unlock(&p->res->lock);
+		if (stop)
+			return -ETIMEDOUT;
+	}
+}
+
+/* The connector's link: dial, then the bounded handshake. */
+static int
+peer_dial_link(struct peer *p, int ms, uint16_t link, uint16_t queue, struct peer_conn *c)
+{
+	int fd = peer_dial(p, ms);
+
+	if (fd < 0)
+		return fd;
+	return peer_hs_bounded(p, fd, link, queue, c);
 }
 
 /* ---- links to queues ---- */
@@ -709,6 +1171,8 @@ peer_teardown(struct peer *p, const char *why, int lost)
 				  s.role == RSM_PRIMARY ? PX_F_OUTDATE : 0, 0, NULL, 0);
 		peer_close_meta(p);
 	}
+	/* From now on the listener refuses this session's data links. */
+	peer_session_set(p, 0);
 	pthread_mutex_lock(&r->lock);
 	p->epoch++;
 	p->peer_known = 0;
@@ -929,68 +1393,84 @@ peer_begin_target(struct res *r)
 	rsm_set(r, &s, "sync target");
 }
 
+/* A data link from the listener's queue that does not belong to this
+ * session: a leftover of an earlier attempt.  Returns 1 to drop it. */
+static int
+peer_stale_data_link(struct peer *p, const struct peer_conn *c, unsigned seen)
+{
+	const struct px_hs_result *hr = &c->hr;
+
+	if (hr->session != peer_session_get(p))
+		return 1;
+	if (hr->queue >= p->res->nqueues || (seen & (1u << hr->queue))) {
+		LOG_WARN("peer: data link for queue %u refused", hr->queue);
+		return 1;
+	}
+	return 0;
+}
+
+/* The next data link: dialed and authenticated (connector), or taken from
+ * the acceptor (listener) before the deadline. */
+static int
+peer_next_data_link(struct peer *p, unsigned i, uint64_t deadline, unsigned seen,
+		    struct peer_conn *c)
+{
+	int rc;
+
+	if (p->initiator) {
+		rc = peer_dial_link(p, PEER_HS_TIMEOUT_MS, PX_LINK_DATA, (uint16_t)i, c);
+		if (!rc && c->hr.link != PX_LINK_DATA) {
+			peer_conn_close(c);
+			rc = -EPROTO;
+		}
+		return rc;
+	}
+	for (;;) {
+		uint64_t now = util_now_ms();
+
+		rc = now < deadline ? peer_accept(p, (int)(deadline - now), c) : -ETIMEDOUT;
+		if (rc)
+			return rc;
+		if (c->hr.link == PX_LINK_META) {
+			/* The peer started over: this session is dead. */
+			LOG_INFO("peer: the peer restarted its session");
+			peer_conn_close(c);
+			return -ESTALE;
+		}
+		if (!peer_stale_data_link(p, c, seen))
+			return 0;
+		peer_conn_close(c);
+	}
+}
+
 static int
 peer_open_data_links(struct peer *p)
 {
 	struct res *r = p->res;
-	struct px_hs_result hr;
-	struct px_tls *tls = NULL;
-	unsigned got = 0, seen = 0;
-	int fd, rc;
-
 	uint64_t deadline = util_now_ms() + PEER_HS_TIMEOUT_MS;
+	unsigned seen = 0;
+	struct peer_conn c;
+	int rc;
 
 	for (unsigned i = 0; i < r->nqueues; i++) {
-		if (p->initiator) {
-			fd = peer_dial(p, PEER_HS_TIMEOUT_MS);
-			if (fd < 0)
-				return fd;
-			rc = peer_hs(p, fd, PX_LINK_DATA, (uint16_t)i, &hr, &tls);
-			if (!rc && hr.link != PX_LINK_DATA)
-				rc = -EPROTO;
-		} else {
-			uint64_t now = util_now_ms();
-
-			fd = now < deadline ? peer_accept(p, (int)(deadline - now)) : -ETIMEDOUT;
-			if (fd < 0)
-				return fd;
-			rc = peer_hs(p, fd, PX_LINK_DATA, 0, &hr, &tls);
-			if (!rc && hr.link == PX_LINK_META) {
-				/* The peer started over: this session is dead. */
-				LOG_INFO("peer: the peer restarted its session");
-				px_tls_free(tls);
-				close(fd);
-				return -ESTALE;
-			}
-			if (rc || hr.queue >= r->nqueues || (seen & (1u << hr.queue))) {
-				/* A leftover of an earlier attempt: drop it, keep waiting. */
-				if (!rc)
-					LOG_WARN("peer: data link for queue %u refused", hr.queue);
-				px_tls_free(tls);
-				close(fd);
-				i--;
-				continue;
-			}
-		}
-		/* From here the queue's ring moves the bytes: memory BIOs. */
-		if (!rc && tls && px_tls_detach(tls)) {
-			LOG_WARN("peer: TLS session could not be detached for the data link");
-			rc = -EPROTO;
-		}
-		if (rc) {
-			px_tls_free(tls);
-			close(fd);
-			return rc;
-		}
-		seen |= 1u << hr.queue;
-		/* The data path runs on the queue's ring: no socket timeouts. */
-		peer_timeouts(fd, 0);
-		rc = peer_post(p, &r->queues[p->initiator ? i : hr.queue], fd, tls, peer_adopt_run);
+		rc = peer_next_data_link(p, i, deadline, seen, &c);
 		if (rc)
 			return rc;
-		got++;
+		/* From here the queue's ring moves the bytes: memory BIOs. */
+		if (c.tls && px_tls_detach(c.tls)) {
+			LOG_WARN("peer: TLS session could not be detached for the data link");
+			peer_conn_close(&c);
+			return -EPROTO;
+		}
+		seen |= 1u << c.hr.queue;
+		/* The data path runs on the queue's ring: no socket timeouts. */
+		peer_timeouts(c.fd, 0);
+		rc = peer_post(p, &r->queues[p->initiator ? i : c.hr.queue], c.fd, c.tls,
+			       peer_adopt_run);
+		if (rc)
+			return rc;
 	}
-	return got == r->nqueues ? 0 : -EPROTO;
+	return 0;
 }
 
 static void
@@ -1369,28 +1849,25 @@ peer_resync_mode(int d, const struct px_state *mine, const struct px_state *thei
 /* One attempt: meta link up to established (or refused).  Returns 1 when
  * the session was established (and has ended since). */
 static int
-peer_session(struct peer *p, int fd)
+peer_session(struct peer *p, struct peer_conn *c)
 {
 	struct res *r = p->res;
-	struct px_hs_result hr;
 	struct px_state mine, theirs;
 	uint64_t req;
+	int fd = c->fd;
 	int d, source, target, rc;
 
-	p->meta.fd = fd;
-	p->meta.tls = NULL;
-	p->session = 0;
 	p->end_unconfirmed = 0;
-	if (peer_hs(p, fd, PX_LINK_META, 0, &hr, &p->meta.tls))
-		goto fail;
-	if (hr.link != PX_LINK_META) {
+	if (c->hr.link != PX_LINK_META) {
 		/* A data link left over from an earlier attempt: not a session. */
-		peer_close_meta(p);
+		peer_conn_close(c);
 		return 0;
 	}
+	p->meta.fd = fd;
+	p->meta.tls = c->tls;
 	p->authed = 1;
 	/* Derived by both sides in the handshake; data links must carry it. */
-	p->session = hr.session;
+	peer_session_set(p, c->hr.session);
 	/* The STATE below carries every local change up to here. */
 	pthread_mutex_lock(&r->lock);
 	req = p->state_req;
@@ -1469,6 +1946,32 @@ fail:
 	return 0;
 }
 
+/* Standalone: waits for a change; what the acceptor authenticated
+ * meanwhile is closed, so a retrying peer sees a refusal. */
+static void
+peer_standalone_wait(struct peer *p)
+{
+	struct pollfd pf = { .fd = p->efd, .events = POLLIN };
+	uint64_t v;
+
+	/* Unless a connect came in since want was read. */
+	rsm_set_conn_if(p->res, RSM_C_STANDALONE, RSM_R_OFF, "disconnect",
+			peer_may_go_standalone, p);
+	peer_ready_flush(p);
+	poll(&pf, 1, 500);
+	if (read(p->efd, &v, sizeof(v)) < 0)
+		(void)0;
+}
+
+static void
+peer_backoff(struct peer *p, unsigned *backoff)
+{
+	struct pollfd pf = { .fd = p->efd, .events = POLLIN };
+
+	poll(&pf, 1, (int)*backoff);
+	*backoff = MIN(*backoff * 2, PEER_BACKOFF_MAX_MS);
+}
+
 static void *
 peer_main(void *arg)
 {
@@ -1478,7 +1981,9 @@ peer_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "mirrord-peer");
 	for (;;) {
-		int stop, want, fd;
+		struct peer_conn c;
+		struct rsm_state s;
+		int stop, want, rc;
 
 		pthread_mutex_lock(&r->lock);
 		stop = p->stop;
@@ -1487,48 +1992,25 @@ peer_main(void *arg)
 		if (stop)
 			break;
 		if (!want) {
-			uint64_t v;
-
-			/* Unless a connect came in since want was read. */
-			rsm_set_conn_if(r, RSM_C_STANDALONE, RSM_R_OFF, "disconnect",
-					peer_may_go_standalone, p);
-			/* Drain stray accepts so a retrying peer sees a refusal. */
-			if (p->listen_fd >= 0 && peer_poll(p, p->listen_fd, POLLIN, 500)) {
-				int c = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-				if (c >= 0)
-					close(c);
-			} else if (p->listen_fd < 0) {
-				struct pollfd pf = { .fd = p->efd, .events = POLLIN };
-				poll(&pf, 1, 500);
-			}
-			if (read(p->efd, &v, sizeof(v)) < 0)
-				(void)0;
+			peer_standalone_wait(p);
 			continue;
 		}
-		{
-			struct rsm_state s;
-			rsm_get(r, &s);
-			if (s.conn != RSM_C_CONNECTING)
-				peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, "connect");
-		}
-		fd = p->initiator ? peer_dial(p, 1000) : peer_accept(p, 500);
-		if (fd < 0) {
-			if (p->initiator) {
-				struct pollfd pf = { .fd = p->efd, .events = POLLIN };
-				poll(&pf, 1, (int)backoff);
-				backoff = MIN(backoff * 2, PEER_BACKOFF_MAX_MS);
-			}
+		rsm_get(r, &s);
+		if (s.conn != RSM_C_CONNECTING)
+			peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, "connect");
+		rc = p->initiator ? peer_dial_link(p, 1000, PX_LINK_META, 0, &c)
+				  : peer_accept(p, 500, &c);
+		if (rc) {
+			if (p->initiator)
+				peer_backoff(p, &backoff);
 			continue;
 		}
 		/* A failed session backs off too: redialing at once while the
 		 * listener still holds stale attempts only keeps it busy. */
-		if (peer_session(p, fd)) {
+		if (peer_session(p, &c))
 			backoff = PEER_BACKOFF_MIN_MS;
-		} else if (p->initiator) {
-			struct pollfd pf = { .fd = p->efd, .events = POLLIN };
-			poll(&pf, 1, (int)backoff);
-			backoff = MIN(backoff * 2, PEER_BACKOFF_MAX_MS);
-		}
+		else if (p->initiator)
+			peer_backoff(p, &backoff);
 	}
 	return NULL;
 }
@@ -1548,7 +2030,9 @@ peer_listen(struct peer *p, char *err, size_t errlen)
 			 r->conf.nodes[r->conf.self].address);
 		return rc;
 	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: a connection reset between poll and accept must not
+	 * stall the acceptor. */
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		freeaddrinfo(ai);
 		return -errno;
@@ -1591,6 +2075,61 @@ peer_check_config(const struct conf *c, char *err, size_t errlen)
 		rc = px_tls_ctx_new(&ctx, c->tls_cert, c->tls_key, c->tls_ca, err, errlen);
 		px_tls_ctx_free(ctx);
 	}
+	return rc;
+}
+
+/* Ends the acceptor (listener) once stop is set. */
+static void
+peer_acceptor_stop(struct peer *p)
+{
+	uint64_t one = 1;
+
+	if (!p->acceptor_started)
+		return;
+	if (write(p->hs_efd, &one, sizeof(one)) < 0)
+		LOG_ERROR("peer: eventfd write failed: %s", strerror(errno));
+	pthread_join(p->acceptor, NULL);
+	p->acceptor_started = 0;
+}
+
+/* The eventfds, the lock and the threads: the peer thread, and on the
+ * listener the acceptor.  0 or -errno, nothing left behind on failure. */
+static int
+peer_threads_start(struct peer *p)
+{
+	int rc;
+
+	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->hs_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->efd < 0 || p->hs_efd < 0) {
+		rc = -errno;
+		goto fail_fds;
+	}
+	pthread_mutex_init(&p->hs_lock, NULL);
+	p->want = 1;
+	if (p->listen_fd >= 0) {
+		rc = -pthread_create(&p->acceptor, NULL, peer_acceptor_main, p);
+		if (rc)
+			goto fail_lock;
+		p->acceptor_started = 1;
+	}
+	rc = -pthread_create(&p->thread, NULL, peer_main, p);
+	if (rc)
+		goto fail_acceptor;
+	p->started = 1;
+	return 0;
+fail_acceptor:
+	pthread_mutex_lock(&p->res->lock);
+	p->stop = 1;
+	pthread_mutex_unlock(&p->res->lock);
+	peer_acceptor_stop(p);
+fail_lock:
+	pthread_mutex_destroy(&p->hs_lock);
+fail_fds:
+	if (p->efd >= 0)
+		close(p->efd);
+	if (p->hs_efd >= 0)
+		close(p->hs_efd);
 	return rc;
 }
 
@@ -1638,19 +2177,18 @@ peer_start(struct res *r, char *err, size_t errlen)
 			return rc;
 		}
 	}
-	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	p->want = 1;
+	/* Set first: both threads reach the peer through the resource. */
 	r->peer = p;
-	rc = pthread_create(&p->thread, NULL, peer_main, p);
+	rc = peer_threads_start(p);
 	if (rc) {
 		r->peer = NULL;
-		close(p->efd);
 		if (p->listen_fd >= 0)
 			close(p->listen_fd);
+		px_tls_ctx_free(p->tls_ctx);
+		OPENSSL_cleanse(p->secret, sizeof(p->secret));
 		free(p);
-		return -rc;
+		return rc;
 	}
-	p->started = 1;
 	return 0;
 }
 
@@ -1663,10 +2201,14 @@ peer_stop(struct res *r)
 		return;
 	peer_set(p, &p->stop, 1);
 	pthread_join(p->thread, NULL);
+	peer_acceptor_stop(p);
+	peer_ready_flush(p);
 	peer_close_meta(p);
 	if (p->listen_fd >= 0)
 		close(p->listen_fd);
 	close(p->efd);
+	close(p->hs_efd);
+	pthread_mutex_destroy(&p->hs_lock);
 	px_tls_ctx_free(p->tls_ctx);
 	OPENSSL_cleanse(p->secret, sizeof(p->secret));
 	r->peer = NULL;
