@@ -163,18 +163,25 @@ cmd_peer(struct res *r, const char *cmd, int force, char *why, size_t len)
 	if (rc)
 		return rc;
 	dm_mark_all(r->dm);
-	dm_sb_get(r->dm, &sb);
+	dm_sb_begin(r->dm, &sb);
 	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
-	rc = dm_sb_write(r->dm, &sb);
+	rc = dm_sb_commit(r->dm, &sb);
 	if (rc) {
 		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
 		return rc;
 	}
 	s.disk = RSM_D_INCONSISTENT;
-	rsm_set(r, &s, "invalidate");
+	rsm_update(r, RSM_F_DISK, &s, "invalidate", NULL, NULL);
 	if ((rc = peer_connect(r, 1, why, len)))
 		return rc;
 	return peer_reconnect(r);
+}
+
+static int
+cmd_verify_ok(void *arg, const struct rsm_state *cur)
+{
+	(void)arg;
+	return cur->conn == RSM_C_CONNECTED && cur->repl == RSM_R_ESTABLISHED;
 }
 
 /* A boolean member: 1, 0 when absent, -1 when present but not a boolean
@@ -266,14 +273,13 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		return cmd_reply(1, 0, NULL);
 	}
 	if (strcmp(cmd, "verify") == 0) {
-		struct rsm_state s;
+		struct rsm_state s = { .repl = RSM_R_VERIFYING };
 
-		rsm_get(r, &s);
-		if (s.conn != RSM_C_CONNECTED || s.repl != RSM_R_ESTABLISHED)
+		/* Checked and set at once: a link loss or a resync starting
+		 * meanwhile must not be overwritten with "verifying". */
+		if (!rsm_update(r, RSM_F_REPL, &s, "verify", cmd_verify_ok, NULL))
 			return cmd_reply(0, 1, "verify needs an established connection in sync "
 					 "(not resyncing or verifying)");
-		s.repl = RSM_R_VERIFYING;
-		rsm_set(r, &s, "verify");
 		resync_verify(r);
 		return cmd_reply(1, 0, NULL);
 	}

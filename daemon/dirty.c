@@ -202,9 +202,9 @@ dm_commit_batch(struct dm *dm)
 	if (bump) {	/* before the write that diverges reaches the disk */
 		struct meta_sb sb;
 
-		dm_sb_get(dm, &sb);
+		dm_sb_begin(dm, &sb);
 		meta_start_generation(&sb);
-		rc = dm_sb_write(dm, &sb);
+		rc = dm_sb_commit(dm, &sb);
 		if (!rc)
 			LOG_INFO("metadata: first write without the peer: new generation %016llx",
 				 (unsigned long long)sb.gen_current);
@@ -841,9 +841,9 @@ dm_new_gen_now(struct dm *dm)
 	pthread_mutex_unlock(&dm->lock);
 	if (!bump)	/* none asked, or a write alone took it already */
 		return 0;
-	dm_sb_get(dm, &sb);
+	dm_sb_begin(dm, &sb);
 	meta_start_generation(&sb);
-	rc = dm_sb_write(dm, &sb);
+	rc = dm_sb_commit(dm, &sb);
 	if (!rc) {
 		LOG_INFO("metadata: peer lost with blocks out of sync: new generation %016llx",
 			 (unsigned long long)sb.gen_current);
@@ -878,6 +878,33 @@ dm_sb_get(struct dm *dm, struct meta_sb *sb)
 	dm_check(dm);
 	pthread_mutex_lock(&dm->sb_lock);
 	*sb = dm->sb;
+	pthread_mutex_unlock(&dm->sb_lock);
+}
+
+void
+dm_sb_begin(struct dm *dm, struct meta_sb *sb)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->sb_lock);
+	*sb = dm->sb;
+}
+
+int
+dm_sb_commit(struct dm *dm, const struct meta_sb *sb)
+{
+	int rc = meta_write_sb(dm->md_fd, sb);
+
+	if (!rc)
+		dm->sb = *sb;
+	pthread_mutex_unlock(&dm->sb_lock);
+	if (rc)
+		LOG_ERROR("metadata: writing the superblock failed: %s", strerror(-rc));
+	return rc;
+}
+
+void
+dm_sb_abort(struct dm *dm)
+{
 	pthread_mutex_unlock(&dm->sb_lock);
 }
 

@@ -114,5 +114,14 @@ uint32_t dm_granularity(const struct dm *dm);
  * Any thread.  dm_sb_write writes it durably. */
 void dm_sb_get(struct dm *dm, struct meta_sb *sb);
 int dm_sb_write(struct dm *dm, const struct meta_sb *sb);
+/* A read-modify-write of the superblock that no other thread's can cut
+ * in two (the metadata thread moves the generation while the peer and
+ * control threads change flags): dm_sb_begin copies it out and holds it,
+ * dm_sb_commit writes the changed copy durably and lets go (0 or -errno),
+ * dm_sb_abort lets go without writing.  In between: no other dm_sb_* call,
+ * nothing slow, and r->lock not taken (it is taken before, never after). */
+void dm_sb_begin(struct dm *dm, struct meta_sb *sb);
+int dm_sb_commit(struct dm *dm, const struct meta_sb *sb);
+void dm_sb_abort(struct dm *dm);
 
 #endif

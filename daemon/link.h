@@ -24,6 +24,7 @@
 
 struct lk;
 struct res_queue;
+struct res;
 
 struct px_tls;
 
@@ -55,5 +56,10 @@ void lk_send_oos(struct lk *l, uint64_t off, uint32_t len);
 int lk_congested(const struct lk *l, uint32_t len);
 /* Bytes sent but not yet acknowledged as written (async lag). */
 uint64_t lk_unacked_bytes(const struct lk *l);
+/* Control thread: waits until the peer has written every write sent to it
+ * on any data link (or the links failed), at most ms.  0 or -ETIMEDOUT.
+ * A demote calls it before the peer may hear of the new role: its STATE
+ * travels on the meta link and could overtake them. */
+int lk_wait_acked(struct res *r, unsigned ms);
 
 #endif

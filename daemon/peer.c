@@ -221,28 +221,23 @@ peer_verify_done(struct res *r, uint64_t bad)
 void
 peer_set_ahead(struct res *r)
 {
-	struct rsm_state s;
+	struct rsm_state v = { .repl = RSM_R_AHEAD };
+	enum rsm_repl from = RSM_R_ESTABLISHED;
 
 	if (atomic_exchange(&r->ahead, 1))
 		return;
 	LOG_WARN("peer: the peer lags by more than max-async-lag: pulling ahead "
 		 "(writes are marked out of sync and resynced when it catches up)");
-	rsm_get(r, &s);
-	if (s.repl == RSM_R_ESTABLISHED) {
-		s.repl = RSM_R_AHEAD;
-		rsm_set(r, &s, "pull-ahead");
-	}
+	rsm_update(r, RSM_F_REPL, &v, "pull-ahead", rsm_repl_is, &from);
 }
 
 void
 peer_set_behind(struct res *r)
 {
-	struct rsm_state s;
+	struct rsm_state v = { .repl = RSM_R_BEHIND };
+	enum rsm_repl from = RSM_R_ESTABLISHED;
 
-	rsm_get(r, &s);
-	if (s.repl == RSM_R_ESTABLISHED) {
-		s.repl = RSM_R_BEHIND;
-		rsm_set(r, &s, "the peer pulled ahead");
+	if (rsm_update(r, RSM_F_REPL, &v, "the peer pulled ahead", rsm_repl_is, &from)) {
 		/* The metadata write is the peer thread's, not this queue's. */
 		peer_set(r->peer, &r->peer->outdate_req, 1);
 	}
@@ -420,12 +415,9 @@ peer_is_behind(struct res *r)
 static void
 peer_conn_state(struct res *r, enum rsm_conn c, enum rsm_repl repl, const char *why)
 {
-	struct rsm_state s;
+	struct rsm_state v = { .conn = c, .repl = repl };
 
-	rsm_get(r, &s);
-	s.conn = c;
-	s.repl = repl;
-	rsm_set(r, &s, why);
+	rsm_update(r, RSM_F_CONN | RSM_F_REPL, &v, why, NULL, NULL);
 }
 
 static void
@@ -1384,13 +1376,12 @@ peer_begin_target(struct res *r)
 	struct meta_sb sb;
 	struct rsm_state s;
 
-	dm_sb_get(r->dm, &sb);
+	dm_sb_begin(r->dm, &sb);
 	/* Whatever it wrote alone is being overwritten. */
 	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT | META_F_LOCAL_CHANGES);
-	dm_sb_write(r->dm, &sb);
-	rsm_get(r, &s);
+	dm_sb_commit(r->dm, &sb);
 	s.disk = RSM_D_INCONSISTENT;
-	rsm_set(r, &s, "sync target");
+	rsm_update(r, RSM_F_DISK, &s, "sync target", NULL, NULL);
 }
 
 /* A data link from the listener's queue that does not belong to this
@@ -1484,17 +1475,16 @@ peer_sync_finished_target(struct peer *p, const struct px_state *src)
 	 * "in sync": else a crash from here on brings them back. */
 	if (dm_sync_bitmap(r->dm))
 		return;		/* metadata failed: stay inconsistent */
-	dm_sb_get(r->dm, &sb);
+	dm_sb_begin(r->dm, &sb);
 	sb.gen_current = src->gen_current;
 	sb.gen_bitmap = 0;
 	sb.flags |= META_F_UPTODATE | META_F_CONSISTENT;
 	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY | META_F_DISCARD_REQUESTED |
 		      META_F_LOCAL_CHANGES);
-	dm_sb_write(r->dm, &sb);
-	rsm_get(r, &s);
+	dm_sb_commit(r->dm, &sb);
 	s.disk = RSM_D_UPTODATE;
 	s.repl = RSM_R_ESTABLISHED;
-	rsm_set(r, &s, "resync finished");
+	rsm_update(r, RSM_F_DISK | RSM_F_REPL, &s, "resync finished", NULL, NULL);
 	pthread_mutex_lock(&r->lock);
 	p->discard_my_data = 0;
 	pthread_mutex_unlock(&r->lock);
@@ -1528,9 +1518,8 @@ peer_sync_finished_source(struct peer *p)
 	peer_local_state(r, &st);
 	px_state_encode(buf, &st);
 	px_send_s(&p->meta, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
-	rsm_get(r, &s);
 	s.repl = RSM_R_ESTABLISHED;
-	rsm_set(r, &s, "resync finished");
+	rsm_update(r, RSM_F_REPL, &s, "resync finished", NULL, NULL);
 }
 
 /* The target of our resync reports, in its STATE, the generation it took
@@ -1542,14 +1531,16 @@ peer_sync_confirmed(struct peer *p, const struct px_state *theirs)
 	struct res *r = p->res;
 	struct meta_sb sb;
 
-	dm_sb_get(r->dm, &sb);
+	dm_sb_begin(r->dm, &sb);
 	if (!p->end_unconfirmed || theirs->gen_current != sb.gen_current ||
-	    theirs->disk != RSM_D_UPTODATE)
+	    theirs->disk != RSM_D_UPTODATE) {
+		dm_sb_abort(r->dm);
 		return;
+	}
 	p->end_unconfirmed = 0;
 	sb.gen_bitmap = 0;
 	sb.flags &= ~(META_F_CRASHED_PRIMARY | META_F_LOCAL_CHANGES);
-	dm_sb_write(r->dm, &sb);
+	dm_sb_commit(r->dm, &sb);
 }
 
 /* No sync (gen_compare row 38): the bits left, both sides' merged, name
@@ -1585,11 +1576,13 @@ peer_in_sync(struct res *r, const struct px_state *mine)
 	struct meta_sb sb;
 
 	peer_clear_stale(r, mine);
-	dm_sb_get(r->dm, &sb);
+	dm_sb_begin(r->dm, &sb);
 	if (sb.gen_bitmap || (sb.flags & META_F_CRASHED_PRIMARY)) {
 		sb.gen_bitmap = 0;
 		sb.flags &= ~META_F_CRASHED_PRIMARY;
-		dm_sb_write(r->dm, &sb);
+		dm_sb_commit(r->dm, &sb);
+	} else {
+		dm_sb_abort(r->dm);
 	}
 }
 
@@ -1608,8 +1601,9 @@ peer_changes_sent(struct res *r)
 		return;
 	if (dm_sync_bitmap(r->dm))
 		return;
+	dm_sb_begin(r->dm, &sb);
 	sb.flags &= ~META_F_LOCAL_CHANGES;
-	dm_sb_write(r->dm, &sb);
+	dm_sb_commit(r->dm, &sb);
 }
 
 /* Keeps the meta link: pings, peer state, resync end, local changes. */

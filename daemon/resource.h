@@ -90,6 +90,7 @@ struct res {
 	_Atomic int ahead;        /* pull-ahead: writes are marked, not sent */
 	_Atomic int frozen;       /* RES_FROZEN_*: writes wait (fencing) */
 	_Atomic uint64_t peer_app_flushes; /* the peer's application flushes made durable here */
+	_Atomic uint64_t repl_unacked; /* writes sent on any data link, not yet written there */
 };
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "daemon/frontend.h"
 #include "daemon/hooks.h"
+#include "daemon/link.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
 #include "lib/log.h"
@@ -141,39 +142,53 @@ rsm_set(struct res *r, const struct rsm_state *next, const char *why)
 	rsm_announce(r, &prev, next, why);
 }
 
-void
-rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
+int
+rsm_update(struct res *r, unsigned mask, const struct rsm_state *v, const char *why,
+	   int (*ok)(void *arg, const struct rsm_state *cur), void *arg)
 {
 	struct rsm_state prev, next;
 
 	pthread_mutex_lock(&r->lock);
 	prev = next = r->state;
-	next.role = role;
-	if (disk >= 0)
-		next.disk = (enum rsm_disk)disk;
+	if (ok && !ok(arg, &prev)) {
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	if (mask & RSM_F_ROLE)
+		next.role = v->role;
+	if (mask & RSM_F_DISK)
+		next.disk = v->disk;
+	if (mask & RSM_F_CONN)
+		next.conn = v->conn;
+	if (mask & RSM_F_REPL)
+		next.repl = v->repl;
 	rsm_store_locked(r, &next);
 	pthread_mutex_unlock(&r->lock);
 	rsm_announce(r, &prev, &next, why);
+	return 1;
+}
+
+int
+rsm_repl_is(void *arg, const struct rsm_state *cur)
+{
+	return cur->repl == *(const enum rsm_repl *)arg;
+}
+
+void
+rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
+{
+	struct rsm_state v = { .role = role, .disk = disk >= 0 ? (enum rsm_disk)disk : 0 };
+
+	rsm_update(r, RSM_F_ROLE | (disk >= 0 ? RSM_F_DISK : 0), &v, why, NULL, NULL);
 }
 
 int
 rsm_set_conn_if(struct res *r, enum rsm_conn conn, enum rsm_repl repl, const char *why,
 		int (*ok)(void *arg, const struct rsm_state *cur), void *arg)
 {
-	struct rsm_state prev, next;
+	struct rsm_state v = { .conn = conn, .repl = repl };
 
-	pthread_mutex_lock(&r->lock);
-	prev = next = r->state;
-	if (!ok(arg, &prev)) {
-		pthread_mutex_unlock(&r->lock);
-		return 0;
-	}
-	next.conn = conn;
-	next.repl = repl;
-	rsm_store_locked(r, &next);
-	pthread_mutex_unlock(&r->lock);
-	rsm_announce(r, &prev, &next, why);
-	return 1;
+	return rsm_update(r, RSM_F_CONN | RSM_F_REPL, &v, why, ok, arg);
 }
 
 /* Promotion table.  Refused when:
@@ -222,7 +237,6 @@ rsm_promote_decide(struct res *r, int force, char *why, size_t len, int *in_sync
 			 "(use promote --force to promote it anyway)", disk_names[s.disk]);
 		return -EPERM;
 	}
-	dm_sb_get(r->dm, &sb);
 	/* Connected and in sync with an up-to-date peer, the peer gets every
 	 * write: the generation stays shared.  Otherwise this node starts a new
 	 * one; if connected, the session restarts so the peer syncs from it
@@ -230,13 +244,14 @@ rsm_promote_decide(struct res *r, int force, char *why, size_t len, int *in_sync
 	in_sync = s.conn == RSM_C_CONNECTED && s.repl == RSM_R_ESTABLISHED &&
 		  s.disk == RSM_D_UPTODATE && peer_info(r, &prole, &pdisk) == 0 &&
 		  pdisk == RSM_D_UPTODATE;
+	dm_sb_begin(r->dm, &sb);
 	if (!in_sync)
 		meta_start_generation(&sb);
 	sb.flags |= META_F_PRIMARY | META_F_UPTODATE | META_F_CONSISTENT;
 	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY);
 	/* Durable before the first write is accepted: a crash from here on is
 	 * a crashed primary. */
-	rc = dm_sb_write(r->dm, &sb);
+	rc = dm_sb_commit(r->dm, &sb);
 	if (rc) {
 		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
 		return rc;
@@ -268,8 +283,9 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 		LOG_ERROR("promote: the device could not be created: %s", why);
 		rsm_set_role(r, RSM_SECONDARY, -1, "device failed");
 		hook_release();
+		dm_sb_begin(r->dm, &sb);
 		sb.flags &= ~META_F_PRIMARY;
-		dm_sb_write(r->dm, &sb);
+		dm_sb_commit(r->dm, &sb);
 		return rc;
 	}
 	fe_link_add(r);
@@ -316,10 +332,10 @@ rsm_outdate(struct res *r, const char *why)
 	if (s.role == RSM_PRIMARY) {
 		rc = -EBUSY;
 	} else if (s.disk == RSM_D_UPTODATE) {
-		dm_sb_get(r->dm, &sb);
+		dm_sb_begin(r->dm, &sb);
 		sb.flags &= ~META_F_UPTODATE;
 		/* On disk first: a crash right after must not forget it. */
-		rc = dm_sb_write(r->dm, &sb);
+		rc = dm_sb_commit(r->dm, &sb);
 		if (!rc)
 			rsm_set_role(r, RSM_SECONDARY, RSM_D_OUTDATED, why);
 	}
@@ -349,15 +365,22 @@ rsm_demote(struct res *r, char *why, size_t len)
 		return rc;
 	fe_link_del(r, dev);
 	atomic_store(&r->writable, 0);
+	/* The peer must have every write before it hears of the new role: it
+	 * may be promoted the moment it does.  Bounded by half the ping
+	 * timeout: a peer that takes longer is stuck, and the demote must not
+	 * outlast the link's own verdict on it. */
+	if (lk_wait_acked(r, r->conf.ping_timeout_ms / 2))
+		LOG_WARN("demote: the peer has not written every replicated write within %u ms",
+			 r->conf.ping_timeout_ms / 2);
 	/* No write of ours is in flight now: the activity marks go, so that a
 	 * crash as secondary does not bring them back as blocks out of sync.
 	 * A failure is logged and sticky in dm; the marks then only cost a
 	 * needless resync. */
 	(void)dm_drain_activity(r->dm);
 	pthread_mutex_lock(&r->role_lock);
-	dm_sb_get(r->dm, &sb);
+	dm_sb_begin(r->dm, &sb);
 	dm_leave_primary(r->dm, &sb);
-	rc = dm_sb_write(r->dm, &sb);
+	rc = dm_sb_commit(r->dm, &sb);
 	if (!rc)
 		rsm_set_role(r, RSM_SECONDARY, -1, "demote");
 	pthread_mutex_unlock(&r->role_lock);

@@ -32,6 +32,19 @@ struct res;
 /* Control thread.  Assigns the new state, logs "role secondary -> primary
  * (promote)" for each field that changed and broadcasts one event. */
 void rsm_set(struct res *r, const struct rsm_state *next, const char *why);
+/* Any thread: sets only the fields named in mask (RSM_F_*) from v, on the
+ * current state, read and written under r->lock; with ok, only when
+ * ok(arg, current) holds (called under r->lock).  Returns 1 when stored.
+ * Use it instead of rsm_get + change + rsm_set, which writes back fields
+ * another thread may have changed in between. */
+#define RSM_F_ROLE 1u
+#define RSM_F_DISK 2u
+#define RSM_F_CONN 4u
+#define RSM_F_REPL 8u
+int rsm_update(struct res *r, unsigned mask, const struct rsm_state *v, const char *why,
+	       int (*ok)(void *arg, const struct rsm_state *cur), void *arg);
+/* ok for rsm_update: the replication state is *(enum rsm_repl *)arg. */
+int rsm_repl_is(void *arg, const struct rsm_state *cur);
 /* Sets only the role, and the disk state unless disk < 0, on the current
  * state (read and written under r->lock): for promote and demote, whose
  * slow work must not write back a connection state the peer thread

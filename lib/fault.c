@@ -1,6 +1,8 @@
 #include "lib/fault.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,21 @@ fault_apply(const char *cmds, char *err, size_t errlen)
 	return rc;
 }
 
+/* libfiu's remote control is a thread of its own: it must not take the
+ * signals the daemon reads through signalfd (SIGTERM would kill it). */
+static int
+fault_rc_fifo(const char *fifo)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = fiu_rc_fifo(fifo);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 int
 fault_init(char *err, size_t errlen)
 {
@@ -38,7 +55,7 @@ fault_init(char *err, size_t errlen)
 	fiu_init(0);
 	if (cmds && *cmds && (rc = fault_apply(cmds, err, errlen)))
 		return rc;
-	if (fifo && *fifo && fiu_rc_fifo(fifo) < 0) {
+	if (fifo && *fifo && fault_rc_fifo(fifo) < 0) {
 		snprintf(err, errlen, "BM_FAULT_FIFO: cannot make the control pipes %s-PID", fifo);
 		return -EIO;
 	}
