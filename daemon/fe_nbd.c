@@ -222,9 +222,13 @@ fe_nbd_activate(struct res *r, char *err, size_t len)
 	for (i = 0; i < c.nsocks; i++) {
 		atomic_fetch_add(&r->writers, 1);
 		snprintf(name, sizeof(name), "/dev/nbd%d#%u", index, i);
-		/* Simple replies; the kernel keeps to max-io-size (the
-		 * device's max_hw_sectors). */
-		queue_adopt_nbd(r, qfd[i], &(struct queue_nbd){ 0 }, name);
+		/* Simple replies.  The kernel keeps to max-io-size once
+		 * fe_nbd_limit_io has set max_sectors, but the device is live
+		 * before that (udev probes it at once): a longer request in
+		 * between is served in pieces, as for any NBD client that
+		 * did not ask for block size constraints. */
+		queue_adopt_nbd(r, qfd[i], &(struct queue_nbd){
+			.max_request = MAX(NBD_DEFAULT_MAX_PAYLOAD, r->conf.max_io_size) }, name);
 	}
 	n->index = index;
 	n->nsocks = c.nsocks;
