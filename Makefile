@@ -8,7 +8,7 @@ DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
            libcunit1-dev libinih-dev libjson-c-dev libnbd-bin python3-libnbd \
            qemu-utils nbdkit fio mandoc iproute2 procps \
            qemu-system-x86 qemu-system-common busybox-static kmod cpio xz-utils zstd e2fsprogs \
-           libfiu-dev fiu-utils
+           libfiu-dev fiu-utils nftables
 
 # The OCF agent's test: ocf-tester, ocf-shellfuncs, and xmllint for meta-data.
 DEBS    += resource-agents libxml2-utils
