@@ -163,6 +163,14 @@ cmd_peer(struct res *r, const char *cmd, int force, char *why, size_t len)
 	if (rc)
 		return rc;
 	dm_mark_all(r->dm);
+	/* The bits on disk before the superblock says inconsistent: after a
+	 * crash an inconsistent node with an empty bitmap would resync
+	 * nothing and call itself up to date. */
+	rc = dm_sync_bitmap(r->dm);
+	if (rc) {
+		snprintf(why, len, "cannot write the bitmap: %s", strerror(-rc));
+		return rc;
+	}
 	dm_sb_begin(r->dm, &sb);
 	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
 	rc = dm_sb_commit(r->dm, &sb);
