@@ -644,7 +644,7 @@ lk_send_csum_req(struct lk *l, struct req *r)
 
 /* A one-way notice: the slot is freed once it is sent. */
 void
-lk_send_oos(struct lk *l, uint64_t off, uint32_t len)
+lk_send_oos(struct lk *l, uint64_t off, uint32_t len, int ahead)
 {
 	struct lk_slot *s;
 
@@ -665,7 +665,7 @@ lk_send_oos(struct lk *l, uint64_t off, uint32_t len)
 	s->tx.owner = LK_TX_SLOT;
 	s->tx.data = NULL;
 	s->tx.dlen = 0;
-	px_hdr_encode(s->tx.hdr, PX_OOS, 0, sizeof(struct px_io), 0);
+	px_hdr_encode(s->tx.hdr, PX_OOS, ahead ? PX_F_AHEAD : 0, sizeof(struct px_io), 0);
 	px_io_encode(s->tx.hdr + PX_HDR_SIZE, off, len);
 	s->tx.hlen = LK_IO_HDR;
 	lk_txq_add(l, &s->tx);
@@ -1029,8 +1029,8 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 			return -EPROTO;
 		}
 		dm_mark_oos(l->res->dm, io.offset, io.length);
-		/* From a verify too: only pull-ahead makes this node "behind". */
-		if (l->res->conf.protocol == CONF_PROTO_ASYNC && l->res->conf.on_congestion_pull_ahead)
+		/* A verify sends it too: only pull-ahead makes this node behind. */
+		if (m.flags & PX_F_AHEAD)
 			peer_set_behind(l->res);
 		l->rx_head += PX_HDR_SIZE + m.len;
 		return 1;

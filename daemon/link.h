@@ -50,7 +50,7 @@ void lk_send_resync(struct lk *l, struct req *r);
  * resync_acked(r, -ENOTCONN). */
 void lk_send_csum_req(struct lk *l, struct req *r);
 /* Tells the peer a range is out of sync (best effort). */
-void lk_send_oos(struct lk *l, uint64_t off, uint32_t len);
+void lk_send_oos(struct lk *l, uint64_t off, uint32_t len, int ahead);
 
 /* Pull-ahead: would a write of len bytes go past max-async-lag? */
 int lk_congested(const struct lk *l, uint32_t len);

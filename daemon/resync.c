@@ -174,7 +174,7 @@ resync_csum(struct req *r, const uint8_t sha256[32])
 				 (unsigned long long)r->off, r->len);
 			dm_mark_oos(rs->res->dm, r->off, r->len);
 			if (lk_ready(rs->q->link))
-				lk_send_oos(rs->q->link, r->off, r->len);
+				lk_send_oos(rs->q->link, r->off, r->len, 0);
 			rs->verify_bad += r->len;
 		}
 		atomic_fetch_add(&rs->res->rs_done_bytes, r->len);

@@ -257,7 +257,7 @@ wp_pull_ahead(struct wp_queue *q, struct req *r, struct lk *link)
 	if (link && q->res->conf.protocol == CONF_PROTO_ASYNC &&
 	    q->res->conf.on_congestion_pull_ahead && lk_congested(link, r->len)) {
 		peer_set_ahead(q->res);
-		lk_send_oos(link, r->off, r->len);
+		lk_send_oos(link, r->off, r->len, 1);
 		return NULL;
 	}
 	return link;

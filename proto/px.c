@@ -68,7 +68,7 @@ static const struct px_type_info px_types[PX_TYPE_MAX] = {
 	[PX_TRIM] = EXACT_F("TRIM", sizeof(struct px_io), PX_F_FUA | PX_F_NO_HOLE | PX_F_ZERO),
 	[PX_CSUM_REQ] = EXACT("CSUM_REQ", sizeof(struct px_io)),
 	[PX_CSUM] = EXACT("CSUM", sizeof(struct px_csum)),
-	[PX_OOS] = EXACT("OOS", sizeof(struct px_io)),
+	[PX_OOS] = EXACT_F("OOS", sizeof(struct px_io), PX_F_AHEAD),
 };
 
 /* Offsets in the header. */

@@ -76,6 +76,8 @@ struct px_hdr {
 #define PX_F_APP     (1u << 3)  /* PX_FLUSH: an application's flush (else the link's own) */
 #define PX_F_OUTDATE (1u << 4)  /* PX_DISCONNECT: the sender (primary) goes on writing
 				 * without the receiver, which is outdated from now */
+#define PX_F_AHEAD   (1u << 5)  /* PX_OOS: the sender pulled ahead (else: a verify found
+				 * the range different) */
 
 enum px_link { PX_LINK_META = 1, PX_LINK_DATA = 2 };
 
