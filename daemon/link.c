@@ -26,6 +26,7 @@
 #define LK_SLOTS    1024            /* messages awaiting an ack, writes awaiting a flush */
 #define LK_BARRIER  256             /* writes between the link's own flushes */
 #define LK_TX_BATCH 64
+#define LK_IDLE_NS  (200ull * 1000 * 1000)  /* writes unflushed this long get a barrier */
 #define LK_IO_HDR   (PX_HDR_SIZE + sizeof(struct px_io))
 #define LK_TX_HDR   (PX_HDR_SIZE + sizeof(struct px_csum))  /* largest fixed part */
 
@@ -106,6 +107,10 @@ struct lk {
 	char *crx;                  /* ciphertext received, not yet opened */
 	uint32_t crx_len;
 
+	struct ev_op idle_op;       /* the idle barrier's timer */
+	struct __kernel_timespec idle_ts;
+	int idle_armed;
+
 	struct lk_tx *txq_head, *txq_tail;
 	struct ev_op tx_op;
 	int tx_busy;
@@ -142,7 +147,8 @@ lk_unacked_bytes(const struct lk *l)
 static int
 lk_idle(const struct lk *l)
 {
-	return l->dead && !l->rx_busy && !l->tx_busy && !l->rtags_busy && !l->nest;
+	return l->dead && !l->rx_busy && !l->tx_busy && !l->rtags_busy && !l->nest &&
+	       !l->idle_armed;
 }
 
 static void
@@ -301,6 +307,7 @@ lk_slot_free(struct lk *l, struct lk_slot *s)
 }
 
 static void lk_retry_waiting(struct lk *l);
+static void lk_idle_arm(struct lk *l);
 
 /* Writes stay in the transfer log until a flush on the peer covers them:
  * written is not durable, and a peer that loses its cache must not lose
@@ -544,6 +551,7 @@ lk_try_send(struct lk *l, struct req *r, uint16_t type)
 		 * the extent hot in its stead (lk_slot_is_write). */
 		dm_write_ref(l->res->dm, r->off, r->len);
 		atomic_fetch_add(&l->res->repl_unacked, 1);
+		lk_idle_arm(l);
 	}
 	lk_txq_add(l, &s->tx);
 	return 0;
@@ -562,6 +570,39 @@ lk_maybe_barrier(struct lk *l)
 		l->barrier_busy = 1;
 }
 
+/* A write stays in the transfer log, holding its activity extent, until a
+ * flush on the peer covers it: after a burst that ends short of LK_BARRIER
+ * writes, this timer sends that flush, so an idle link holds nothing. */
+static void
+lk_idle_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct lk *l = container_of(op, struct lk, idle_op);
+
+	(void)res;
+	(void)flags;
+	lk_enter(l);
+	l->idle_armed = 0;
+	if (!l->dead && l->since_barrier && !l->barrier_busy &&
+	    lk_try_send(l, NULL, PX_FLUSH) == 0)
+		l->barrier_busy = 1;
+	lk_leave(l);
+}
+
+static void
+lk_idle_arm(struct lk *l)
+{
+	struct io_uring_sqe *sqe;
+
+	if (l->idle_armed || l->dead)
+		return;
+	l->idle_ts.tv_sec = 0;
+	l->idle_ts.tv_nsec = (long long)LK_IDLE_NS;
+	sqe = ev_get_sqe(l->q->loop);
+	io_uring_prep_timeout(sqe, &l->idle_ts, 0, 0);
+	ev_sqe_set_op(sqe, &l->idle_op);
+	l->idle_armed = 1;
+}
+
 static uint16_t
 lk_type_for(const struct req *r)
 {
@@ -577,15 +618,22 @@ lk_retry_waiting(struct lk *l)
 {
 	struct req *r;
 
-	while ((r = l->wait_head)) {
+	while ((r = l->wait_head) && !l->dead) {
 		uint16_t type = r->phase == 0xff ? PX_RS_DATA : r->phase == 0xfe ? PX_CSUM_REQ :
 			lk_type_for(r);
 
-		if (lk_try_send(l, r, type))
-			return;
+		/* Off the list first: if sending fails the link, the slot
+		 * answers for r, and the list must not answer again. */
 		l->wait_head = r->lk_next;
 		if (!l->wait_head)
 			l->wait_tail = NULL;
+		if (lk_try_send(l, r, type)) {
+			r->lk_next = l->wait_head;	/* no room: back at the head */
+			l->wait_head = r;
+			if (!l->wait_tail)
+				l->wait_tail = r;
+			return;
+		}
 	}
 }
 
@@ -1311,6 +1359,7 @@ lk_new(struct lk **out, struct res_queue *q, int fd, struct px_tls *tls)
 	}
 	l->rx_op.cb = lk_rx_done;
 	l->tx_op.cb = lk_tx_done;
+	l->idle_op.cb = lk_idle_done;
 	*out = l;
 	lk_enter(l);
 	lk_rx_pump(l);

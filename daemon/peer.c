@@ -141,6 +141,19 @@ peer_wake(struct peer *p)
 		LOG_ERROR("peer: eventfd write failed: %s", strerror(errno));
 }
 
+/* Reads and clears a flag other threads set with peer_set. */
+static int
+peer_take(struct peer *p, int *field)
+{
+	int v;
+
+	pthread_mutex_lock(&p->res->lock);
+	v = *field;
+	*field = 0;
+	pthread_mutex_unlock(&p->res->lock);
+	return v;
+}
+
 static void
 peer_set(struct peer *p, int *field, int value)
 {
@@ -402,6 +415,15 @@ peer_disconnect(struct res *r, char *why, size_t len)
 }
 
 /* ---- state ---- */
+
+static int
+peer_bits_left(struct res *r)
+{
+	struct dm_stats st;
+
+	dm_get_stats(r->dm, &st);
+	return st.oos_bytes != 0;
+}
 
 static int
 peer_is_behind(struct res *r)
@@ -1111,6 +1133,27 @@ peer_close_meta(struct peer *p)
 	p->meta.fd = -1;
 }
 
+/* After DISCONNECT with PX_F_OUTDATE: the peer answers with its own
+ * DISCONNECT once its superblock says outdated.  1 when it did, within
+ * ping-timeout. */
+static int
+peer_await_outdated(struct peer *p)
+{
+	uint64_t end = util_now_ms() + p->res->conf.ping_timeout_ms;
+	unsigned char buf[sizeof(struct px_state)];
+	char why[160];
+	struct px_msg m;
+
+	while (util_now_ms() < end) {
+		if (px_recv_s(&p->meta, &m, buf, sizeof(buf), p->res->conf.max_io_size, why,
+			      sizeof(why)))
+			return 0;
+		if (m.type == PX_DISCONNECT)
+			return 1;
+	}
+	return 0;
+}
+
 /* handler-fence-peer's exit status, with DRBD's meanings: whether the peer
  * can no longer be promoted without this node's writes (*fenced). */
 static const char *
@@ -1136,15 +1179,19 @@ peer_teardown(struct peer *p, const char *why, int lost)
 {
 	struct res *r = p->res;
 	struct rsm_state s;
-	int fence, peer_was_primary;
+	int fencing = peer_fencing_applies(r), fence, peer_was_primary, no = RES_FROZEN_NO;
 
 	/* fencing = resource-and-stonith: a sync primary that loses its peer
 	 * holds writes until the peer is fenced, so the peer can never be
-	 * promoted without a write this node acknowledged. */
-	fence = lost && peer_fencing_applies(r);
+	 * promoted without a write this node acknowledged.  One that leaves
+	 * a peer it goes on without holds them until the peer confirms it is
+	 * outdated (or is fenced). */
+	fence = lost && fencing;
 	if (fence) {
 		atomic_store(&r->frozen, RES_FROZEN_FENCE);
 		LOG_WARN("peer lost while primary: I/O frozen until handler-fence-peer succeeds");
+	} else if (fencing && p->outdate_peer) {
+		atomic_compare_exchange_strong(&r->frozen, &no, RES_FROZEN_LINK);
 	}
 	rsm_get(r, &s);
 	pthread_mutex_lock(&r->lock);
@@ -1155,25 +1202,37 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	 * before the primary hears that we leave. */
 	if (!lost && p->outdate_self && peer_was_primary)
 		rsm_outdate(r, "the primary goes on without this node");
+	/* Behind when the link went: outdated, whatever the reason it went. */
+	if (peer_take(p, &p->outdate_req))
+		rsm_outdate(r, "behind the peer (pull-ahead)");
 	if (p->meta.fd >= 0) {
 		/* Only an authenticated peer hears why we leave; a primary that
 		 * goes on writing tells the secondary it is outdated now. */
 		if (p->authed)
 			px_send_s(&p->meta, PX_DISCONNECT, p->outdate_peer &&
 				  s.role == RSM_PRIMARY ? PX_F_OUTDATE : 0, 0, NULL, 0);
+		if (!fence && fencing && p->outdate_peer && !peer_await_outdated(p)) {
+			fence = 1;
+			atomic_store(&r->frozen, RES_FROZEN_FENCE);
+			LOG_WARN("peer did not confirm it is outdated: I/O frozen until "
+				 "handler-fence-peer succeeds");
+		}
 		peer_close_meta(p);
 	}
 	/* From now on the listener refuses this session's data links. */
 	peer_session_set(p, 0);
 	pthread_mutex_lock(&r->lock);
 	p->epoch++;
-	p->peer_known = 0;
 	pthread_mutex_unlock(&r->lock);
 	for (unsigned i = 0; i < r->nqueues; i++)
 		peer_post(p, &r->queues[i], -1, NULL, peer_fail_run);
 	pthread_mutex_lock(&r->lock);
 	while (p->links_open)
 		pthread_cond_wait(&r->cond, &r->lock);
+	/* Only now that the links are closed: the peer's writes they were
+	 * still applying are done, and a promote that sees the peer no
+	 * longer known can no longer be overwritten by one of them. */
+	p->peer_known = 0;
 	/* Only now: the old links report their end while they go. */
 	p->link_failed = 0;
 	atomic_store(&r->ahead, 0);
@@ -1666,6 +1725,7 @@ peer_established(struct peer *p, int source, int target)
 		}
 		if (restart) {
 			p->outdate_self = 1;
+			p->outdate_peer = 1;
 			peer_teardown(p, "reconnect", 0);
 			return;
 		}
@@ -1698,6 +1758,10 @@ peer_established(struct peer *p, int source, int target)
 		if (done && source) {
 			source = 0;
 			peer_sync_finished_source(p);
+		} else if (done && atomic_load(&r->ahead) && peer_bits_left(r)) {
+			/* A congested write marked blocks after the pass ended:
+			 * still ahead, another pass. */
+			resync_kick(r, RESYNC_DATA);
 		} else if (done && atomic_exchange(&r->ahead, 0)) {
 			/* Caught up after pull-ahead: SYNC_DONE ends "behind"
 			 * and makes the peer's disk up to date again. */

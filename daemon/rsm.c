@@ -349,7 +349,7 @@ rsm_demote(struct res *r, char *why, size_t len)
 	struct rsm_state s;
 	struct meta_sb sb;
 	char dev[sizeof(r->device)];
-	int rc;
+	int rc, unacked;
 
 	rsm_get(r, &s);
 	if (s.role == RSM_SECONDARY)
@@ -369,9 +369,10 @@ rsm_demote(struct res *r, char *why, size_t len)
 	 * may be promoted the moment it does.  Bounded by half the ping
 	 * timeout: a peer that takes longer is stuck, and the demote must not
 	 * outlast the link's own verdict on it. */
-	if (lk_wait_acked(r, r->conf.ping_timeout_ms / 2))
-		LOG_WARN("demote: the peer has not written every replicated write within %u ms",
-			 r->conf.ping_timeout_ms / 2);
+	unacked = lk_wait_acked(r, r->conf.ping_timeout_ms / 2) != 0;
+	if (unacked)
+		LOG_WARN("demote: the peer has not written every replicated write within %u ms: "
+			 "recorded as local changes", r->conf.ping_timeout_ms / 2);
 	/* No write of ours is in flight now: the activity marks go, so that a
 	 * crash as secondary does not bring them back as blocks out of sync.
 	 * A failure is logged and sticky in dm; the marks then only cost a
@@ -380,6 +381,11 @@ rsm_demote(struct res *r, char *why, size_t len)
 	pthread_mutex_lock(&r->role_lock);
 	dm_sb_begin(r->dm, &sb);
 	dm_leave_primary(r->dm, &sb);
+	/* Writes the peer may never get are this node's alone: a later
+	 * connect must not make it a sync target without a split-brain
+	 * report (gen_compare row 43). */
+	if (unacked)
+		sb.flags |= META_F_LOCAL_CHANGES;
 	rc = dm_sb_commit(r->dm, &sb);
 	if (!rc)
 		rsm_set_role(r, RSM_SECONDARY, -1, "demote");

@@ -31,7 +31,7 @@ ctl() { local n=$1; shift; "ctl$n" "$@"; }
 uri() { [ "$1" = a ] && echo "$UA" || echo "$UB"; }
 start() { if [ "$1" = a ]; then bm_start "$CA" alpha; PA=$BM_PID; else bm_start "$CB" beta; PB=$BM_PID; fi; }
 kill9() { bm_kill9 "$(pid "$1")"; }
-not_connected() { [ "$(field "$1" connection)" != connected ]; }
+not_connected() { [ "$(field "$(conf_of "$1")" connection)" != connected ]; }
 conf_of() { [ "$1" = a ] && echo "$CA" || echo "$CB"; }
 
 points=0 acked=0 lost=0 diverged=0 splits=0 rs_ms=0
@@ -49,9 +49,11 @@ settle() {   # settle POINT: in sync, equal, no split brain
 }
 judge() {   # judge POINT IMAGE LOG BOUND: acknowledged writes on IMAGE
     local out n
+    n=$(grep -c '^A' "$3") || fail "point $1: no acknowledged write logged"
+    acked=$((acked + n))
+    n=
     out=$("$ORACLE" check "$2" "$3") && n=0 ||
         n=$(sed -n 's/.*; lost \([0-9]*\),.*/\1/p' <<<"${out##*$'\n'}")
-    acked=$((acked + $(grep -c '^A' "$3")))
     grep -q 'torn [1-9]\|misplaced [1-9]\|unissued [1-9]' <<<"$out" &&
         fail "point $1: $(tail -3 <<<"$out")"
     lost=$((lost + ${n:-0}))
@@ -61,11 +63,15 @@ judge() {   # judge POINT IMAGE LOG BOUND: acknowledged writes on IMAGE
 crash_point() {   # crash_point K PROTO
     local k=$1 proto=$2 kind=$((RANDOM % 3)) S log=$T/olog.$1 bound=0
     S=$(other "$P")
+    echo "point $k: $proto, kill -9 of $(echo "the primary" "the secondary" "both" |
+        cut -d' ' -f$((kind * 2 + 1))-$((kind * 2 + 2))) (primary $P)"
     rm -f "$T/ostop"
     "$ORACLE" write "$(uri "$P")" "$log" --first $((k % 60 * 256)) --blocks 256 \
         --depth 8 --flush-every 32 --seed "$RANDOM" --stop "$T/ostop" &
     local w=$!
-    sleep "0.$((2 + RANDOM % 7))"
+    bm_kill_at_exit "$w"
+    wait_for 30 sh -c "[ \$(grep -c '^A' '$log' 2>/dev/null || echo 0) -ge 20 ]"
+    sleep "0.$((RANDOM % 8))"
     case $kind in
     0)  # the primary dies: promote the survivor, the old primary rejoins
         kill9 "$P"; wait "$w" || true
@@ -113,3 +119,4 @@ done
 echo "crash points $points, acknowledged writes checked $acked, lost $lost (async only)," \
      "divergences $diverged, split brains $splits, resync+wait-sync $rs_ms ms in all"
 ((splits == 0)) || fail "$splits false split brains"
+((points == POINTS)) || fail "only $points of $POINTS crash points ran"

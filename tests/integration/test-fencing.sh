@@ -35,6 +35,26 @@ writer "$T/w0"
 [ -e "$T/fenced" ] && fail "an orderly disconnect ran the fence handler"
 ctlb connect
 ctla wait-sync --timeout 30 || fail "no resync after reconnect"
+# The primary disconnects and goes on: beta outdates itself and confirms
+# it (no fencing); a beta that cannot confirm (stopped) is fenced first.
+ctla disconnect
+writer "$T/w0c"
+[ -e "$T/fenced" ] && fail "a confirmed disconnect of the primary ran the fence handler"
+assert_eq "$(field "$CB" disk)" outdated "beta after the primary's disconnect"
+ctla connect
+ctla wait-sync --timeout 30 || fail "no resync after reconnect (2)"
+kill -STOP "$PB"
+ctla disconnect
+writer "$T/w0d" &
+wait_for 20 test -e "$T/fenced"
+sleep 1
+[ -e "$T/w0d" ] && fail "a write completed before the unconfirmed peer was fenced"
+touch "$T/go"
+wait_for 20 test -e "$T/w0d"
+kill -CONT "$PB"
+rm -f "$T/go" "$T/fenced"
+ctla connect
+ctla wait-sync --timeout 30 || fail "no resync after reconnect (3)"
 
 # The data link fails (a failpoint on alpha) while writes are in flight to
 # a beta that is stopped: none of them, and none started after, may be
