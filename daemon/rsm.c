@@ -240,20 +240,27 @@ rsm_resume_primary(struct res *r)
 	struct rsm_state s;
 	struct meta_sb sb;
 
-	/* The device outlived a crashed daemon and is back: its users expect
-	 * a primary.  The metadata still says primary (crashed primary).
-	 * The front end may call this before its device lets the waiting I/O
-	 * through (so that no reissued write is refused); the second call,
-	 * mirrord's, finds the node primary already. */
 	rsm_get(r, &s);
 	if (s.role == RSM_PRIMARY)
 		return;
 	dm_sb_get(r->dm, &sb);
 	sb.flags |= META_F_PRIMARY;
+	/* Its writes are acknowledged again from here: no longer only the
+	 * unacknowledged activity extents of a crash, which a peer that
+	 * moved on may overwrite without a split-brain report (gen.c rows
+	 * 33, 40, 43). */
+	sb.flags &= ~META_F_CRASHED_PRIMARY;
 	dm_sb_write(r->dm, &sb);
 	s.role = RSM_PRIMARY;
 	s.disk = RSM_D_UPTODATE;
 	rsm_set(r, &s, "device re-attached after a restart");
+	/* Read after the role is set: a session torn down from now on arms
+	 * the same itself (peer_teardown).  Without the peer, the first write
+	 * starts a new generation, so that a later connect tells this node's
+	 * writes from the peer's. */
+	rsm_get(r, &s);
+	if (s.conn != RSM_C_CONNECTED)
+		dm_new_gen_on_write(r->dm, 1);
 }
 
 int

@@ -44,8 +44,10 @@ void rsm_get(struct res *r, struct rsm_state *out);
  * words for the operator (mirrorctl exits 1 with it). */
 int rsm_promote(struct res *r, int force, char *why, size_t len);
 int rsm_demote(struct res *r, char *why, size_t len);
-/* Start-up: the front end re-attached a device left by a crashed daemon
- * (ublk user recovery): this node is primary again. */
+/* The front end re-attaches a device left by a crashed daemon (ublk user
+ * recovery) once daemon/resume.c allowed it: this node is primary again,
+ * no longer a crashed primary, and its first write without the peer
+ * starts a new generation.  Control thread. */
 void rsm_resume_primary(struct res *r);
 
 #endif
