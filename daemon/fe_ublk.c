@@ -352,6 +352,10 @@ fe_ublk_activate(struct res *r, char *err, size_t len)
 	const char *step;
 	int rc;
 
+	/* The held device is resume.c's to resolve, not promote's. */
+	if (u->held)
+		return fe_ublk_fail(err, len, -EBUSY, "/dev/ublkb%d of a crashed mirrord still "
+				 "holds its I/O", u->dev_id);
 	if (u->dev_id >= 0)
 		return 0;
 	ublk_dev_info_init(&info, &u->geom, -1);

@@ -9,6 +9,7 @@
 #include "daemon/hooks.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
+#include "daemon/resume.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -158,6 +159,7 @@ rsm_set_role(struct res *r, enum rsm_role role, int disk, const char *why)
 
 /* Promotion table.  Refused when:
  *   the disk has failed or is absent               (nothing to serve)
+ *   a held device waits for the peer (resume.h)    (even with --force)
  *   the peer is connected and primary              (issue: replication)
  *   the data is not up to date, unless --force     (DRBD's rule)
  * Promoting starts a new generation: the old current identifier becomes
@@ -176,6 +178,14 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	if (s.disk == RSM_D_FAILED || s.disk == RSM_D_DISKLESS) {
 		snprintf(why, len, "local disk is %s", disk_names[s.disk]);
 		return -EIO;
+	}
+	/* Not even with --force: the held I/O would run as this node's
+	 * writes before the peer said whether it went on without us. */
+	if (r->resume) {
+		snprintf(why, len, "the device of the crashed mirrord still holds its I/O, waiting "
+			 "for the peer's answer (up to %u s): see mirrord(8), ublk device",
+			 RESUME_WAIT_MS / 1000);
+		return -EBUSY;
 	}
 	if (s.conn == RSM_C_CONNECTED) {
 		if (peer_info(r, &prole, &pdisk) == 0 && prole) {

@@ -11,8 +11,8 @@
 #     fio; the secondary is promoted; on its /dev/ublkbN the journal
 #     replays, e2fsck -n is clean and every file acknowledged before the
 #     kill reads back.  The old primary's mirrord, restarted while the
-#     peer is down, gets no answer: it stays secondary, the writers' held
-#     I/O fails and its device goes.
+#     peer is down, gets no answer: it stays secondary (promote is refused
+#     while it waits), the writers' held I/O fails and its device goes.
 # timeout: 1200
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
@@ -113,6 +113,9 @@ bm_stop "$PB"
 n_reattached=$(grep -c "re-attached" "$T/ra-alpha.log" || true)
 bm_start "$CA" alpha; PA=$BM_PID
 assert_eq "$(field "$CA" role)" secondary "the old primary's role at its restart"
+# Meanwhile the operator cannot make it primary over the held device.
+expect_fail ctla promote --force
+assert_eq "$(field "$CA" role)" secondary "the old primary's role after a refused promote"
 wait_for 90 sh -c "[ ! -e $dev ]"
 assert_eq "$(field "$CA" role)" secondary "the old primary's role without its peer"
 assert_eq "$(field "$CA" device)" null "the old primary's device without its peer"
