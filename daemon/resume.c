@@ -164,7 +164,9 @@ resume_start(struct res *r)
 
 	if (!fe_for(r)->resolve)
 		return 0;
-	if (r->conf.peer < 0) {
+	/* No peer thread (no [node] for a peer, or no secret-file): nobody
+	 * can answer, and nobody replicates from this node either. */
+	if (!r->peer) {
 		LOG_INFO("resume: no peer configured: the held device serves again");
 		rc = fe_for(r)->resolve(r, 1, err, sizeof(err));
 		if (rc)

@@ -31,8 +31,8 @@ enum resume_verdict resume_decide(const struct rsm_state *s, int peer_known,
 struct res;
 
 /* Control thread, after peer_start(): the front end's open() reported a
- * held device.  Without a peer in the configuration the device resumes at
- * once (nobody else can have been promoted).  Otherwise a thread waits
+ * held device.  Without a peer (no peer node, or no secret-file: no
+ * replication at all) the device resumes at once.  Otherwise a thread waits
  * (at most RESUME_WAIT_MS) for the verdict and the control loop resolves
  * the device.  0 or -errno (the device stays held: close fails its I/O). */
 int resume_start(struct res *r);

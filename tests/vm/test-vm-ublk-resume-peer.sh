@@ -13,6 +13,10 @@
 #  2. Peer stayed secondary: kill -9 of alpha's mirrord; a held read; alpha
 #     starts again: once connected to the secondary peer it resumes as
 #     primary, the held read and a new write succeed on the same device.
+#  3. No peer to ask (no replication configured): the restarted daemon
+#     resumes at once; the resumed node is no longer a crashed primary
+#     (show-md) and its first write starts a new generation, so that a peer
+#     promoted apart would later meet it in a split brain, not overwrite it.
 # timeout: 900
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
@@ -106,4 +110,32 @@ assert_eq "$(field "$CB" role)" secondary "beta's role"
 ctla demote
 bm_stop "$PA"; bm_stop "$PB"
 assert_disks_equal "disks differ after the resume"
+rm -f "$T"/r[ab].* "$T/ports"
+
+# ---- 3. no peer configured: resumes alone, a new generation on its first write ----
+C1=$(bm_conf r1 frontend=ublk export-listen=)
+bm_disk r1 32M
+"$MIRRORCTL" -c "$C1" create-md >/dev/null
+bm_start "$C1" alpha; P1=$BM_PID
+"$MIRRORCTL" -c "$C1" promote --force
+dev=$(field "$C1" device)
+dd if="$T/pa" of="$dev" bs=1M seek=1 oflag=direct status=none || fail "write before the kill"
+bm_kill9 "$P1"
+dd if="$T/pc" of="$dev" bs=1M seek=2 oflag=direct status=none &
+held=$!
+bm_kill_at_exit "$held"
+sleep 2
+bm_alive "$held" || fail "a write completed while no mirrord served the device"
+bm_start "$C1" alpha; P1=$BM_PID
+wait_for 20 sh -c "$MIRRORCTL -c $C1 status --json | grep -q '\"role\":\"primary\"'"
+wait "$held" || fail "the held write failed without a peer to ask"
+assert_contains "$T/r1-alpha.log" "no peer configured: the held device serves again" \
+    "the log of a resume without a peer"
+assert_contains "$T/r1-alpha.log" "first write without the peer: new generation" \
+    "a new generation at the first write after the resume"
+"$MIRRORCTL" -c "$C1" demote
+bm_stop "$P1"
+"$MIRRORCTL" -c "$C1" show-md --json >"$T/md1.json"
+flags=$(bm_json_field flags <"$T/md1.json")
+[[ $flags != *crashed-primary* ]] || fail "still a crashed primary after the resume: $flags"
 echo "ublk resume with peer: all checks passed"
