@@ -54,6 +54,7 @@
 #include "daemon/frontend.h"
 #include "daemon/resource.h"
 #include "daemon/rsm.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "ublk/ublk.h"
@@ -517,7 +518,8 @@ fe_ublk_reattach(struct fe_ublk *u, char *err, size_t len)
 		rc = fe_ublk_attach(u);
 	if (!rc) {
 		rsm_resume_primary(r);
-		rc = ublk_end_recovery(u->ctrl, (uint32_t)id, getpid(), fe_ublk_poll_queues, u);
+		rc = FAULT("ublk/end-recovery/eio") ? -EIO :
+		     ublk_end_recovery(u->ctrl, (uint32_t)id, getpid(), fe_ublk_poll_queues, u);
 	}
 	if (rc)
 		return fe_ublk_fail(err, len, rc, "ublk: re-attaching /dev/ublkb%d failed: %s", id,
@@ -564,7 +566,7 @@ fe_ublk_resolve(struct res *r, int resume, char *err, size_t len)
 
 		/* Secondary again, and the device goes rather than waiting
 		 * forever. */
-		rsm_set_role(r, RSM_SECONDARY, -1, "device re-attach failed");
+		rsm_resume_failed(r);
 		if (fe_ublk_abandon(u, why, sizeof(why)))
 			LOG_ERROR("%s", why);
 	}

@@ -168,12 +168,13 @@ resume_start(struct res *r)
 	 * can answer, and nobody replicates from this node either. */
 	if (!r->peer) {
 		LOG_INFO("resume: no peer configured: the held device serves again");
-		rc = fe_for(r)->resolve(r, 1, err, sizeof(err));
-		if (rc)
+		/* A failure leaves the node secondary without the device (its
+		 * held I/O failed): a state to run in, not a reason to exit. */
+		if (fe_for(r)->resolve(r, 1, err, sizeof(err)))
 			LOG_ERROR("%s", err);
 		else
 			fe_link_add(r);
-		return rc;
+		return 0;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p)

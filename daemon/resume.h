@@ -34,7 +34,9 @@ struct res;
  * held device.  Without a peer (no peer node, or no secret-file: no
  * replication at all) the device resumes at once.  Otherwise a thread waits
  * (at most RESUME_WAIT_MS) for the verdict and the control loop resolves
- * the device.  0 or -errno (the device stays held: close fails its I/O). */
+ * the device.  0, also when resolving failed (logged; the node is then
+ * secondary without the device: its held I/O failed), or -errno when the
+ * wait could not start (the device stays held: close fails its I/O). */
 int resume_start(struct res *r);
 /* Control thread, after the control loop ended and before the front end
  * closes: ends the wait; the device, still held, is then removed by

@@ -273,6 +273,21 @@ rsm_resume_primary(struct res *r)
 		dm_new_gen_on_write(r->dm, 1);
 }
 
+void
+rsm_resume_failed(struct res *r)
+{
+	struct meta_sb sb;
+
+	/* Back to what the start found: no write ran on the device (the
+	 * kernel lets none through before END_USER_RECOVERY succeeds), so
+	 * this node is still a crashed primary that must not move on. */
+	dm_new_gen_on_write(r->dm, 0);
+	dm_sb_get(r->dm, &sb);
+	sb.flags = (sb.flags & ~META_F_PRIMARY) | META_F_CRASHED_PRIMARY;
+	dm_sb_write(r->dm, &sb);
+	rsm_set_role(r, RSM_SECONDARY, -1, "device re-attach failed");
+}
+
 int
 rsm_demote(struct res *r, char *why, size_t len)
 {

@@ -49,5 +49,8 @@ int rsm_demote(struct res *r, char *why, size_t len);
  * no longer a crashed primary, and its first write without the peer
  * starts a new generation.  Control thread. */
 void rsm_resume_primary(struct res *r);
+/* The re-attach failed after rsm_resume_primary(): secondary again, and a
+ * crashed primary again in the metadata.  Control thread. */
+void rsm_resume_failed(struct res *r);
 
 #endif

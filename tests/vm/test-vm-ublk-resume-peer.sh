@@ -17,6 +17,9 @@
 #     resumes at once; the resumed node is no longer a crashed primary
 #     (show-md) and its first write starts a new generation, so that a peer
 #     promoted apart would later meet it in a split brain, not overwrite it.
+#  4. The re-attach itself fails (failpoint ublk/end-recovery/eio, no peer):
+#     the held write fails, the device goes, the node stays secondary and
+#     is still a crashed primary in its metadata.
 # timeout: 900
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
@@ -138,4 +141,27 @@ bm_stop "$P1"
 "$MIRRORCTL" -c "$C1" show-md --json >"$T/md1.json"
 flags=$(bm_json_field flags <"$T/md1.json")
 [[ $flags != *crashed-primary* ]] || fail "still a crashed primary after the resume: $flags"
+
+# ---- 4. the re-attach fails: secondary, device gone, still a crashed primary ----
+bm_start "$C1" alpha; P1=$BM_PID
+"$MIRRORCTL" -c "$C1" promote
+dev=$(field "$C1" device)
+bm_kill9 "$P1"
+dd if="$T/pc" of="$dev" bs=1M seek=3 oflag=direct status=none 2>/dev/null &
+held=$!
+bm_kill_at_exit "$held"
+sleep 2
+bm_alive "$held" || fail "a write completed while no mirrord served the device"
+BM_FAULTS="enable name=ublk/end-recovery/eio" bm_start "$C1" alpha; P1=$BM_PID
+wait_for 60 sh -c "! kill -0 $held 2>/dev/null"
+held_rc=0; wait "$held" || held_rc=$?
+((held_rc != 0)) || fail "the held write succeeded although the re-attach failed"
+wait_for 30 sh -c "[ ! -e $dev ]"
+assert_eq "$(field "$C1" role)" secondary "the role after a failed re-attach"
+assert_eq "$(field "$C1" device)" null "the device after a failed re-attach"
+bm_stop "$P1"
+ublk_assert_no_device "after a failed re-attach"
+"$MIRRORCTL" -c "$C1" show-md --json >"$T/md2.json"
+flags=$(bm_json_field flags <"$T/md2.json")
+[[ $flags == *crashed-primary* ]] || fail "no longer a crashed primary after a failed re-attach: $flags"
 echo "ublk resume with peer: all checks passed"
