@@ -18,11 +18,17 @@
  * file next to the control socket (CONTROL.ublk), written as soon as the
  * device exists and removed once it is deleted.  At start (open), a state
  * file naming a live device whose geometry matches the configuration means
- * a crashed primary's device: START_USER_RECOVERY (retried while the dead
- * process's files are still being released), the queues fetch again, the
- * node becomes primary, END_USER_RECOVERY lets the waiting I/O through, and
- * open reports resumed = 1.  A file is simpler and exact where a scan of
- * device ids 0..N with GET_DEV_INFO can only guess which device was ours.
+ * a crashed primary's device, and open reports held = 1: the node stays
+ * secondary and the device quiesced until daemon/resume.c decides, from
+ * the peer, whether this node may still be primary (resolve).  Yes:
+ * START_USER_RECOVERY (retried while the dead process's files are still
+ * being released), the queues fetch again, the node becomes primary,
+ * END_USER_RECOVERY lets the waiting I/O through.  No: STOP_DEV, which
+ * fails every waiting request with EIO, and DEL_DEV; a clean stop while
+ * undecided does the same.  Resuming at once would acknowledge the held
+ * writes on a stale copy if the peer was promoted meanwhile.  A file is
+ * simpler and exact where a scan of device ids 0..N with GET_DEV_INFO can
+ * only guess which device was ours.
  *
  * Requests run twice after a recovery: the kernel reissues what the dead
  * daemon held, whether or not it had reached the disks.  A write applied
@@ -48,6 +54,7 @@
 #include "daemon/frontend.h"
 #include "daemon/resource.h"
 #include "daemon/rsm.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "ublk/ublk.h"
@@ -81,6 +88,8 @@ struct fe_ublk {
 	int cdev_fd;                /* /dev/ublkcN, or -1 */
 	unsigned nq;                /* queues serving the device */
 	int keep;                   /* close() must leave the device (failed recovery) */
+	int held;                   /* dev_id is a crashed daemon's device, still quiesced */
+	unsigned held_nq;           /* its queues, served once re-attached */
 	char state_path[CONF_PATH_MAX + 8];
 	pthread_mutex_t lock;       /* protects the fields marked (u->lock) */
 	pthread_cond_t cond;
@@ -344,6 +353,10 @@ fe_ublk_activate(struct res *r, char *err, size_t len)
 	const char *step;
 	int rc;
 
+	/* The held device is resume.c's to resolve, not promote's. */
+	if (u->held)
+		return fe_ublk_fail(err, len, -EBUSY, "/dev/ublkb%d of a crashed mirrord still "
+				 "holds its I/O", u->dev_id);
 	if (u->dev_id >= 0)
 		return 0;
 	ublk_dev_info_init(&info, &u->geom, -1);
@@ -429,38 +442,16 @@ fe_ublk_free(struct fe_ublk *u)
 	free(u);
 }
 
-static void
-fe_ublk_close(struct res *r)
-{
-	struct fe_ublk *u = r->ublk;
-
-	if (!u)
-		return;
-	if (u->dev_id >= 0 && !u->keep) {
-		/* A clean stop removes the device, whoever uses it. */
-		if (fe_ublk_remove(u, -1))
-			u->keep = 1;
-	}
-	if (u->keep) {
-		/* Queues may still hold the char device and their buffers
-		 * until their rings are gone: leave both to the exit. */
-		r->ublk = NULL;
-		return;
-	}
-	r->ublk = NULL;
-	fe_ublk_free(u);
-}
-
 /* The device of the state file was left by a daemon that died.  0 with
- * *resumed = 1 once it serves again; 0 with *resumed = 0 when there was
- * nothing to resume. */
+ * *held = 1 when it still holds its users' I/O: it stays quiesced, the
+ * node secondary, until fe_ublk_resolve(); 0 with *held = 0 when there was
+ * nothing to hold. */
 static int
-fe_ublk_recover(struct fe_ublk *u, int id, int *resumed, char *err, size_t len)
+fe_ublk_find_held(struct fe_ublk *u, int id, int *held, char *err, size_t len)
 {
 	struct res *r = u->r;
 	struct ublksrv_ctrl_dev_info info;
 	struct ublk_params p;
-	uint64_t start;
 	int rc;
 
 	rc = ublk_get_dev_info(u->ctrl, (uint32_t)id, &info);
@@ -488,56 +479,137 @@ fe_ublk_recover(struct fe_ublk *u, int id, int *resumed, char *err, size_t len)
 				 (unsigned long long)p.basic.dev_sectors << 9,
 				 1u << p.basic.logical_bs_shift);
 	u->dev_id = id;
-	u->nq = info.nr_hw_queues;
+	u->nq = 0;	/* no queue of ours serves it yet */
 	if (info.state == UBLK_S_DEV_DEAD) {
 		/* Never started, or stopped but not deleted: nobody can be
 		 * using it. */
 		LOG_INFO("ublk: removing /dev/ublkc%d, left unstarted by the previous mirrord", id);
-		u->nq = 0;
 		return fe_ublk_remove(u, -1);
 	}
-	LOG_WARN("ublk: /dev/ublkb%d outlived the previous mirrord (pid %d): re-attaching it",
-		 id, info.ublksrv_pid);
+	LOG_WARN("ublk: /dev/ublkb%d outlived the previous mirrord (pid %d): its I/O waits "
+		 "until the peer confirms that this node may stay primary", id, info.ublksrv_pid);
+	u->held_nq = info.nr_hw_queues;
+	u->held = 1;
+	*held = 1;
+	return 0;
+}
+
+/* The held device serves again: user recovery, the node primary before
+ * the waiting requests run (so that no reissued write is refused). */
+static int
+fe_ublk_reattach(struct fe_ublk *u, char *err, size_t len)
+{
+	struct res *r = u->r;
+	uint64_t start;
+	int rc, id = u->dev_id;
+
 	/* The kernel accepts it once the dead daemon's ring and char device
 	 * are released and the device is quiesced. */
 	start = util_now_ms();
 	while ((rc = ublk_start_recovery(u->ctrl, (uint32_t)id)) == -EBUSY &&
 	       util_now_ms() - start < FE_UBLK_RECOVERY_MS)
 		usleep(100 * 1000);
-	if (rc) {
-		u->dev_id = -1;
-		u->keep = 1;
+	if (rc)
 		return fe_ublk_fail(err, len, rc, "ublk: START_USER_RECOVERY of /dev/ublkb%d: %s", id,
 				 strerror(-rc));
-	}
+	u->nq = u->held_nq;
 	rc = fe_ublk_open_cdev(u);
 	if (!rc)
 		rc = fe_ublk_attach(u);
 	if (!rc) {
-		/* Primary before the waiting requests run: none is refused. */
 		rsm_resume_primary(r);
-		rc = ublk_end_recovery(u->ctrl, (uint32_t)id, getpid(), fe_ublk_poll_queues, u);
+		rc = FAULT("ublk/end-recovery/eio") ? -EIO :
+		     ublk_end_recovery(u->ctrl, (uint32_t)id, getpid(), fe_ublk_poll_queues, u);
 	}
-	if (rc) {
-		/* The device stays quiesced for the next attempt; this
-		 * process's rings are torn down at exit, which ends the
-		 * fetches. */
-		u->keep = 1;
+	if (rc)
 		return fe_ublk_fail(err, len, rc, "ublk: re-attaching /dev/ublkb%d failed: %s", id,
 				 strerror(-rc));
-	}
 	fe_ublk_announce(u, "re-attached");
-	*resumed = 1;
+	return 0;
+}
+
+/* The held device goes: STOP_DEV on a quiesced device aborts every
+ * request it holds (EIO to its users), then DEL_DEV.  Stale data must not
+ * be read or overwritten under users who believe they talk to the
+ * primary. */
+static int
+fe_ublk_abandon(struct fe_ublk *u, char *err, size_t len)
+{
+	char dev[64];
+	int rc;
+
+	snprintf(dev, sizeof(dev), "/dev/ublkb%d", u->dev_id);
+	LOG_WARN("ublk: removing %s: its waiting I/O fails", dev);
+	rc = fe_ublk_remove(u, -1);
+	if (rc) {
+		u->keep = 1;
+		return fe_ublk_fail(err, len, rc, "ublk: removing %s: %s", dev, strerror(-rc));
+	}
+	fe_link_del(u->r, dev);
 	return 0;
 }
 
 static int
-fe_ublk_open(struct res *r, int *resumed, char *err, size_t len)
+fe_ublk_resolve(struct res *r, int resume, char *err, size_t len)
+{
+	struct fe_ublk *u = r->ublk;
+	int rc;
+
+	if (!u || !u->held)
+		return 0;
+	u->held = 0;
+	if (!resume)
+		return fe_ublk_abandon(u, err, len);
+	rc = fe_ublk_reattach(u, err, len);
+	if (rc) {
+		char why[256];
+
+		/* Secondary again, and the device goes rather than waiting
+		 * forever. */
+		rsm_resume_failed(r);
+		if (fe_ublk_abandon(u, why, sizeof(why)))
+			LOG_ERROR("%s", why);
+	}
+	return rc;
+}
+
+static void
+fe_ublk_close(struct res *r)
+{
+	struct fe_ublk *u = r->ublk;
+
+	if (!u)
+		return;
+	if (u->held) {
+		char why[256];
+
+		/* Nobody decided it may serve: its waiting I/O fails. */
+		u->held = 0;
+		if (fe_ublk_abandon(u, why, sizeof(why)))
+			LOG_ERROR("%s", why);
+	}
+	if (u->dev_id >= 0 && !u->keep) {
+		/* A clean stop removes the device, whoever uses it. */
+		if (fe_ublk_remove(u, -1))
+			u->keep = 1;
+	}
+	if (u->keep) {
+		/* Queues may still hold the char device and their buffers
+		 * until their rings are gone: leave both to the exit. */
+		r->ublk = NULL;
+		return;
+	}
+	r->ublk = NULL;
+	fe_ublk_free(u);
+}
+
+static int
+fe_ublk_open(struct res *r, int *held, char *err, size_t len)
 {
 	struct fe_ublk *u = calloc(1, sizeof(*u));
 	int rc, id;
 
-	*resumed = 0;
+	*held = 0;
 	if (!u)
 		return fe_ublk_fail(err, len, -ENOMEM, "out of memory");
 	u->r = r;
@@ -576,7 +648,7 @@ fe_ublk_open(struct res *r, int *resumed, char *err, size_t len)
 		unlink(u->state_path);
 		return 0;
 	}
-	return fe_ublk_recover(u, id, resumed, err, len);
+	return fe_ublk_find_held(u, id, held, err, len);
 }
 
 const struct fe_ops fe_ublk_ops = {
@@ -584,5 +656,6 @@ const struct fe_ops fe_ublk_ops = {
 	.open = fe_ublk_open,
 	.activate = fe_ublk_activate,
 	.deactivate = fe_ublk_deactivate,
+	.resolve = fe_ublk_resolve,
 	.close = fe_ublk_close,
 };

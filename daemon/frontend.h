@@ -13,9 +13,10 @@ struct res;
 struct fe_ops {
 	const char *name;
 	/* Start-up, control thread, after the queues run.  May find a device
-	 * left by a crashed daemon and re-attach it (then *resumed = 1 and the
-	 * node becomes primary again). */
-	int (*open)(struct res *r, int *resumed, char *err, size_t len);
+	 * left by a crashed daemon, still holding its users' I/O: then
+	 * *held = 1, the node stays secondary and the device waits for
+	 * resolve() (daemon/resume.c decides). */
+	int (*open)(struct res *r, int *held, char *err, size_t len);
 	/* promote: make the device appear (writable). */
 	int (*activate)(struct res *r, char *err, size_t len);
 	/* demote: -EBUSY with a message when it is still open for writing;
@@ -23,7 +24,14 @@ struct fe_ops {
 	 * for queue threads); once it returns 0, rsm_demote clears
 	 * r->writable. */
 	int (*deactivate)(struct res *r, char *err, size_t len);
-	/* Clean stop: remove everything. */
+	/* Control thread, once, after open() reported a held device.
+	 * resume = 1: serve it again; the node becomes primary before the
+	 * held I/O runs (no reissued write is refused).  resume = 0: remove
+	 * it; the held I/O fails (EIO).  0 or -errno with err set; after a
+	 * failed resume the node is secondary and the device removed.  NULL
+	 * for front ends that never hold a device. */
+	int (*resolve)(struct res *r, int resume, char *err, size_t len);
+	/* Clean stop: remove everything (a held device too: its I/O fails). */
 	void (*close)(struct res *r);
 };
 

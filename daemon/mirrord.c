@@ -22,6 +22,7 @@
 #include "daemon/hooks.h"
 #include "daemon/queue.h"
 #include "daemon/resource.h"
+#include "daemon/resume.h"
 #include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -151,7 +152,7 @@ main(int argc, char **argv)
 	static struct res res;
 	struct res *r = &res;
 	const char *file = NULL, *node = NULL;
-	int foreground = 0, check = 0, dump = 0, notify_fd = -1, lock_fd, opt, rc, code = 0;
+	int foreground = 0, check = 0, dump = 0, notify_fd = -1, lock_fd, opt, rc, code = 0, held = 0;
 	enum log_level lvl = LOG_LVL_INFO;
 	char err[512], ident[96];
 	struct meta_sb sb;
@@ -304,15 +305,9 @@ main(int argc, char **argv)
 		code = EXIT_RUNTIME;
 		goto out;
 	}
-	{
-		int resumed = 0;
-
-		rc = fe_for(r)->open(r, &resumed, err, sizeof(err));
-		if (!rc && resumed) {
-			rsm_resume_primary(r);
-			fe_link_add(r);
-		}
-	}
+	/* A device held from a crashed primary stays held (this node
+	 * secondary) until the peer is heard: resume_start() below. */
+	rc = fe_for(r)->open(r, &held, err, sizeof(err));
 	if (rc) {
 		LOG_ERROR("%s", err);
 		code = EXIT_CONFIG;
@@ -330,6 +325,11 @@ main(int argc, char **argv)
 		code = EXIT_CONFIG;
 		goto out;
 	}
+	if (held && (rc = resume_start(r)) != 0) {
+		LOG_ERROR("cannot decide about the held device: %s", strerror(-rc));
+		code = EXIT_RUNTIME;
+		goto out;
+	}
 	LOG_INFO("ready: role %s, disk %s, device %s", rsm_role_name(r->state.role),
 		 rsm_disk_name(r->state.disk), r->device);
 	notify_parent(notify_fd, 0);
@@ -340,6 +340,7 @@ main(int argc, char **argv)
 
 out:
 	atomic_store(&r->shutting_down, 1);
+	resume_stop(r);
 	{
 		char dev[sizeof(r->device)];
 

@@ -24,6 +24,7 @@ struct lk;
 struct rs;
 struct cf;
 struct peer;
+struct resume;
 
 /* One data-plane thread: its ring carries the front end's socket I/O and
  * the disk I/O of its requests. */
@@ -75,6 +76,7 @@ struct res {
 	_Atomic unsigned next_queue;
 	struct fe_ublk *ublk;     /* frontend = ublk: its state (control thread) */
 	struct fe_nbd *nbd;       /* frontend = nbd: its state (control thread) */
+	struct resume *resume;    /* waiting to resolve a held device (control thread) */
 	int export_fd;            /* listening NBD export socket, or -1 */
 	/* Export connections, handshakes included (max-connections): added
 	 * at accept on the control thread, removed where each one ends. */

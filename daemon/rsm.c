@@ -10,6 +10,7 @@
 #include "daemon/link.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
+#include "daemon/resume.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -193,6 +194,7 @@ rsm_set_conn_if(struct res *r, enum rsm_conn conn, enum rsm_repl repl, const cha
 
 /* Promotion table.  Refused when:
  *   the disk has failed or is absent               (nothing to serve)
+ *   a held device waits for the peer (resume.h)    (even with --force)
  *   the peer is connected and primary              (issue: replication)
  *   the data is not up to date, unless --force     (DRBD's rule)
  * Promoting starts a new generation: the old current identifier becomes
@@ -215,6 +217,14 @@ rsm_promote_decide(struct res *r, int force, char *why, size_t len, int *in_sync
 	if (s.disk == RSM_D_FAILED || s.disk == RSM_D_DISKLESS) {
 		snprintf(why, len, "local disk is %s", disk_names[s.disk]);
 		return -EIO;
+	}
+	/* Not even with --force: the held I/O would run as this node's
+	 * writes before the peer said whether it went on without us. */
+	if (r->resume) {
+		snprintf(why, len, "the device of the crashed mirrord still holds its I/O, waiting "
+			 "for the peer's answer (up to %u s): see mirrord(8), ublk device",
+			 RESUME_WAIT_MS / 1000);
+		return -EBUSY;
 	}
 	if (s.conn == RSM_C_CONNECTED) {
 		if (peer_info(r, &prole, &pdisk) == 0 && prole) {
@@ -304,20 +314,42 @@ rsm_resume_primary(struct res *r)
 	struct rsm_state s;
 	struct meta_sb sb;
 
-	/* The device outlived a crashed daemon and is back: its users expect
-	 * a primary.  The metadata still says primary (crashed primary).
-	 * The front end may call this before its device lets the waiting I/O
-	 * through (so that no reissued write is refused); the second call,
-	 * mirrord's, finds the node primary already. */
 	rsm_get(r, &s);
 	if (s.role == RSM_PRIMARY)
 		return;
 	dm_sb_get(r->dm, &sb);
 	sb.flags |= META_F_PRIMARY;
+	/* Its writes are acknowledged again from here: no longer only the
+	 * unacknowledged activity extents of a crash, which a peer that
+	 * moved on may overwrite without a split-brain report (gen.c rows
+	 * 33, 40, 43). */
+	sb.flags &= ~META_F_CRASHED_PRIMARY;
 	dm_sb_write(r->dm, &sb);
 	s.role = RSM_PRIMARY;
 	s.disk = RSM_D_UPTODATE;
 	rsm_set(r, &s, "device re-attached after a restart");
+	/* Read after the role is set: a session torn down from now on arms
+	 * the same itself (peer_teardown).  Without the peer, the first write
+	 * starts a new generation, so that a later connect tells this node's
+	 * writes from the peer's. */
+	rsm_get(r, &s);
+	if (s.conn != RSM_C_CONNECTED)
+		dm_new_gen_on_write(r->dm, 1);
+}
+
+void
+rsm_resume_failed(struct res *r)
+{
+	struct meta_sb sb;
+
+	/* Back to what the start found: no write ran on the device (the
+	 * kernel lets none through before END_USER_RECOVERY succeeds), so
+	 * this node is still a crashed primary that must not move on. */
+	dm_new_gen_on_write(r->dm, 0);
+	dm_sb_get(r->dm, &sb);
+	sb.flags = (sb.flags & ~META_F_PRIMARY) | META_F_CRASHED_PRIMARY;
+	dm_sb_write(r->dm, &sb);
+	rsm_set_role(r, RSM_SECONDARY, -1, "device re-attach failed");
 }
 
 int

@@ -74,8 +74,13 @@ int rsm_demote(struct res *r, char *why, size_t len);
  * -EBUSY on a primary.  Any thread but the queue threads (it writes the
  * superblock). */
 int rsm_outdate(struct res *r, const char *why);
-/* Start-up: the front end re-attached a device left by a crashed daemon
- * (ublk user recovery): this node is primary again. */
+/* The front end re-attaches a device left by a crashed daemon (ublk user
+ * recovery) once daemon/resume.c allowed it: this node is primary again,
+ * no longer a crashed primary, and its first write without the peer
+ * starts a new generation.  Control thread. */
 void rsm_resume_primary(struct res *r);
+/* The re-attach failed after rsm_resume_primary(): secondary again, and a
+ * crashed primary again in the metadata.  Control thread. */
+void rsm_resume_failed(struct res *r);
 
 #endif

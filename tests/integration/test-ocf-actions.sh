@@ -231,6 +231,21 @@ expect_rc $OCF_NOT_RUNNING OCF_RESKEY_CRM_meta_interval=0 monitor
 expect_rc $OCF_SUCCESS stop  # idempotent
 assert_eq "$(field "$CB" disk)" uptodate "beta after alpha's stop"
 
+# ---- stop while a killed primary's ublk device is still held --------------
+# mirrord killed (kill -9) as primary leaves /dev/ublkbN holding its users'
+# I/O and CONTROL.ublk naming it (mirrord(8)).  stop must not report the
+# resource stopped then: the cluster would start it again and promote the
+# peer beside a device that still serves this node's users.  The device is
+# faked under BLKMIRROR_DEV_DIR (this kernel has no ublk).
+mkdir -p "$T/dev"
+echo 7 >"$T/ra.sock.ublk"
+: >"$T/dev/ublkb7"
+expect_rc $OCF_ERR_GENERIC BLKMIRROR_DEV_DIR="$T/dev" stop
+assert_contains "$T/ra.out" "ublkb7 .*still holds" "stop's exit reason with a held device"
+rm "$T/dev/ublkb7"
+expect_rc $OCF_SUCCESS BLKMIRROR_DEV_DIR="$T/dev" stop  # the file names a device that is gone
+rm -f "$T/ra.sock.ublk"  # stop removes a file that names no device
+
 # ---- a daemon that answers wrongly ----------------------------------------
 # A fake on another resource's control socket, answering every request
 # with one fixed line.

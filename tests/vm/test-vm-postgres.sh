@@ -30,8 +30,9 @@
 # report the numbers; the time from the kill to ext4 mounted on beta is
 # printed as "failover".
 # Between the kill and PostgreSQL's start on beta, alpha's mirrord is
-# started again, alone (its link stays down), so that the processes killed
-# while waiting for its device end and the device goes away: the lock file
+# started again, alone (its link stays down): it does not resume as primary
+# without the peer's word, so the I/O of the processes killed while waiting
+# for its device fails, they end, and the device goes away: the lock file
 # and shared memory of the dead server would otherwise look alive to the
 # new one on the same machine.
 # timeout: 900
@@ -168,12 +169,14 @@ pg_run() {
     echo "$proto: failover: from the kill to ext4 mounted on beta's $devb: $FAILOVER_S s"
 
     # ---- The dead node goes away for good ----
-    # Its device waits for a server: a new mirrord re-attaches it (its link
-    # is still down), the I/O the killed processes waited for ends, they
-    # exit, the detached file system is released, and a clean stop removes
-    # the device.
+    # Its device waits for a server: a new mirrord (its link still down)
+    # hears nothing from the peer, so it does not resume as primary: the
+    # I/O the killed processes waited for fails, they exit, the detached
+    # file system is released, and the device goes.
     bm_start "$CA" alpha; PA=$BM_PID
-    assert_eq "$(field "$CA" device)" "$dev" "$proto: the dead node's mirrord re-attached $dev"
+    assert_eq "$(field "$CA" role)" secondary "$proto: the dead node's mirrord at its start"
+    wait_for 90 sh -c "[ ! -e $dev ]"
+    assert_eq "$(field "$CA" role)" secondary "$proto: the dead node's mirrord without its peer"
     for p in $old_pg; do wait_for 60 pg_gone "$p"; done
     wait_for 60 no_ext4 "${dev#/dev/}"
     bm_stop "$PA"

@@ -10,7 +10,9 @@
 #  2. Failover: the same set-up; kill -9 of the primary's mirrord during
 #     fio; the secondary is promoted; on its /dev/ublkbN the journal
 #     replays, e2fsck -n is clean and every file acknowledged before the
-#     kill reads back.
+#     kill reads back.  The old primary's mirrord, restarted while the
+#     peer is down, gets no answer: it stays secondary (promote is refused
+#     while it waits), the writers' held I/O fails and its device goes.
 # timeout: 1200
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
@@ -51,7 +53,8 @@ sleep 3
 bm_alive "$reader" || fail "a read completed while no mirrord served the device"
 assert_eq "$(wc -l <"$T/acked1")" "$n_killed" "writes acknowledged while no mirrord ran"
 bm_start "$CA" alpha; PA=$BM_PID
-assert_eq "$(field "$CA" role)" primary "role after the restart"
+# Primary again only once the peer confirmed it stayed secondary.
+wait_for 60 sh -c "$MIRRORCTL -c $CA status --json | grep -q '\"role\":\"primary\"'"
 assert_eq "$(field "$CA" device)" "$dev" "the same device after the restart"
 grep -q "re-attached" "$T/ra-alpha.log" || fail "no 're-attached' in the log"
 wait "$reader" || fail "the read issued during the outage failed"
@@ -103,14 +106,27 @@ ctlb demote
 bm_stop "$PB"
 
 # The old primary's node is not rebooted here: its device still waits, and
-# would hang anything that syncs.  Its mirrord comes back (alone), re-attaches
-# the device, the writers' blocked I/O completes and they exit (killed
-# meanwhile), and a clean stop removes the device.
-for p in "${UBLK_BG[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+# would hang anything that syncs.  Its mirrord comes back with the peer
+# down: nobody confirms that this node may be primary, so after the wait
+# (RESUME_WAIT_MS) the held I/O fails, the writers exit, and the device
+# goes.  It never becomes primary.
+n_reattached=$(grep -c "re-attached" "$T/ra-alpha.log" || true)
 bm_start "$CA" alpha; PA=$BM_PID
-assert_eq "$(field "$CA" device)" "$dev" "the old primary re-attached its device"
-for p in "${UBLK_BG[@]}"; do wait "$p" 2>/dev/null || true; done
+assert_eq "$(field "$CA" role)" secondary "the old primary's role at its restart"
+# Meanwhile the operator cannot make it primary over the held device.
+expect_fail ctla promote --force
+assert_eq "$(field "$CA" role)" secondary "the old primary's role after a refused promote"
+wait_for 90 sh -c "[ ! -e $dev ]"
+assert_eq "$(field "$CA" role)" secondary "the old primary's role without its peer"
+assert_eq "$(field "$CA" device)" null "the old primary's device without its peer"
+for p in "${UBLK_BG[@]}"; do
+    wait_for 30 sh -c "! kill -0 $p 2>/dev/null"
+    rc=0; wait "$p" 2>/dev/null || rc=$?
+    ((rc != 0)) || fail "a writer of the old primary's device ended without an error"
+done
 UBLK_BG=()
+assert_eq "$(grep -c "re-attached" "$T/ra-alpha.log" || true)" "$n_reattached" \
+    "re-attached lines in the old primary's log (none at this start)"
 bm_stop "$PA"
 ublk_assert_no_device "after the old primary's clean stop"
 echo "ublk recovery: all checks passed"
