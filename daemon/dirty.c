@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "daemon/bitmap.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -130,6 +131,8 @@ dm_write_pages(struct dm *dm, uint64_t base, uint32_t n)
 {
 	uint32_t i = 0;
 
+	if (n && FAULT("meta/write/eio"))	/* tests: a failing metadata disk */
+		return -EIO;
 	while (i < n) {
 		uint32_t j = i + 1;
 		struct iovec iov;
@@ -889,10 +892,19 @@ dm_sb_begin(struct dm *dm, struct meta_sb *sb)
 	*sb = dm->sb;
 }
 
+/* meta_write_sb, with the tests' failing metadata disk (lib/fault.h). */
+static int
+dm_write_sb(struct dm *dm, const struct meta_sb *sb)
+{
+	if (FAULT("meta/write/eio"))
+		return -EIO;
+	return meta_write_sb(dm->md_fd, sb);
+}
+
 int
 dm_sb_commit(struct dm *dm, const struct meta_sb *sb)
 {
-	int rc = meta_write_sb(dm->md_fd, sb);
+	int rc = dm_write_sb(dm, sb);
 
 	if (!rc)
 		dm->sb = *sb;
@@ -915,7 +927,7 @@ dm_sb_write(struct dm *dm, const struct meta_sb *sb)
 
 	dm_check(dm);
 	pthread_mutex_lock(&dm->sb_lock);
-	rc = meta_write_sb(dm->md_fd, sb);
+	rc = dm_write_sb(dm, sb);
 	if (!rc)
 		dm->sb = *sb;
 	pthread_mutex_unlock(&dm->sb_lock);

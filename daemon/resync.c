@@ -9,6 +9,7 @@
 #include "daemon/link.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -102,6 +103,8 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 	unsigned int mdlen = 0;
 
 	(void)flags;
+	if (res > 0 && FAULT("disk/read/eio"))	/* tests: a failing source disk */
+		res = -EIO;
 	if (res > 0 && (uint32_t)res < r->len - r->done) {
 		struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
 		r->done += (uint32_t)res;

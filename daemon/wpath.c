@@ -9,6 +9,7 @@
 #include "daemon/link.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -156,6 +157,19 @@ wp_local_done(struct wp_queue *q, struct req *r, int res)
 	wp_part_done(q, r, WP_P_LOCAL);
 }
 
+/* Tests only (lib/fault.h): a disk that fails its I/O. */
+static int
+wp_fault(const struct req *r, int res)
+{
+	if (res < 0)
+		return res;
+	if (wp_is_write(r) && FAULT("disk/write/eio"))
+		return -EIO;
+	if (r->type == REQ_READ && FAULT("disk/read/eio"))
+		return -EIO;
+	return res;
+}
+
 static void
 wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 {
@@ -167,6 +181,7 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 		wp_issue(q, r);
 		return;
 	}
+	res = wp_fault(r, res);
 	if (res < 0 && r->phase == PH_MAIN &&
 	    (r->type == REQ_TRIM || r->type == REQ_WRITE_ZEROES) &&
 	    (res == -EOPNOTSUPP || res == -ENOTSUP || res == -ENOSYS)) {
