@@ -91,6 +91,10 @@ struct res {
 	_Atomic int frozen;       /* RES_FROZEN_*: writes wait (fencing) */
 	_Atomic uint64_t peer_app_flushes; /* the peer's application flushes made durable here */
 	_Atomic uint64_t repl_unacked; /* writes sent on any data link, not yet written there */
+	/* on-io-error = detach fired (rsm_disk_error): no local disk or
+	 * metadata I/O is started any more.  Set once, any thread. */
+	_Atomic int detached;
+	_Atomic int disk_inflight; /* write path's local disk I/O in flight, all queues */
 };
 
 #endif

@@ -1,6 +1,7 @@
 #include "daemon/resync.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -105,6 +106,13 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 	(void)flags;
 	if (res > 0 && FAULT("disk/read/eio"))	/* tests: a failing source disk */
 		res = -EIO;
+	if (res < 0) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "a resync read at %llu+%u",
+			 (unsigned long long)r->off, r->len);
+		rsm_disk_error(rs->res, res, what);
+	}
 	if (res > 0 && (uint32_t)res < r->len - r->done) {
 		struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
 		r->done += (uint32_t)res;
@@ -112,6 +120,7 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 		ev_sqe_set_op(sqe, &r->op);
 		return;
 	}
+	rsm_disk_io_end(rs->res, 1);
 	if (res <= 0 || !lk_ready(rs->q->link)) {
 		if (res <= 0)
 			LOG_WARN("resync: reading %llu+%u failed: %s", (unsigned long long)r->off,
@@ -130,8 +139,14 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 static void
 rs_issue_read(struct rs *rs, struct rs_tag *t)
 {
-	struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
+	struct io_uring_sqe *sqe;
 
+	if (atomic_load(&rs->res->detached)) {	/* the failed disk is not read again */
+		rs_tag_end(rs, t);
+		return;
+	}
+	sqe = ev_get_sqe(rs->q->loop);
+	rsm_disk_io_begin(rs->res);
 	t->r.type = REQ_READ;
 	t->r.done = 0;
 	t->r.op.cb = rs_read_done;
@@ -233,6 +248,26 @@ rs_peer_primary(struct rs *rs)
 	return rs->mode != RESYNC_VERIFY && peer_info(rs->res, &role, &disk) == 0 && role;
 }
 
+/* Why the resync cannot go on now, or NULL.  A failed or diskless disk on
+ * either side cannot take part: retrying would only fail again, as fast as
+ * the disks answer.  The next connection (after attach) starts it again. */
+static const char *
+rs_blocked(struct rs *rs)
+{
+	int role = 0, disk = 0;
+
+	if (!lk_ready(rs->q->link))
+		return "no link";
+	if (rs_peer_primary(rs))
+		return "the peer is primary";
+	if (atomic_load(&rs->res->detached))
+		return "the local disk failed and is detached";
+	if (peer_info(rs->res, &role, &disk) == 0 &&
+	    (disk == RSM_D_FAILED || disk == RSM_D_DISKLESS))
+		return "the peer's disk failed and is detached";
+	return NULL;
+}
+
 static void
 rs_pump(struct rs *rs)
 {
@@ -240,13 +275,14 @@ rs_pump(struct rs *rs)
 	struct dm_stats st;
 	struct wp_inflight app;
 
+	const char *why;
+
 	if (!rs->active)
 		return;
-	if (!lk_ready(rs->q->link) || rs_peer_primary(rs)) {
+	if ((why = rs_blocked(rs))) {
 		if (rs->inflight == 0) {
 			rs->active = 0;
-			LOG_INFO("resync: paused (%s)", lk_ready(rs->q->link) ? "the peer is primary"
-				 : "no link");
+			LOG_INFO("resync: paused (%s)", why);
 		}
 		return;
 	}

@@ -84,13 +84,21 @@ wp_untrack(struct wp_queue *q, struct req *r)
 static void
 wp_finish(struct wp_queue *q, struct req *r)
 {
+	int detached = atomic_load(&q->res->detached);
+
 	if (!r->replica && wp_is_write(r)) {
-		/* Not on the peer although we meant it to be: it differs now. */
-		if ((r->peer_res || r->res) && !r->marked_oos)
+		/* Not on the peer although we meant it to be: it differs now.
+		 * A local failure on a detached disk is no difference for the
+		 * peer to repair: it has the data, this node has no disk. */
+		if ((r->peer_res || (r->res && !detached)) && !r->marked_oos)
 			dm_mark_oos(q->dm, r->off, r->len);
 		dm_write_end(q->dm, r->off, r->len);
 		cf_end(q->res->cf, r);
 	}
+	/* Detached: the peer's disk is the only one, so its answer is the
+	 * client's, whatever the local disk said before it failed. */
+	if (!r->replica && detached && r->to_peer)
+		r->res = r->peer_res ? -EIO : 0;
 	wp_untrack(q, r);
 	r->complete(r);
 }
@@ -170,6 +178,27 @@ wp_fault(const struct req *r, int res)
 	return res;
 }
 
+/* The local disk is done with r (res 0 or -errno): an error is the state
+ * machine's to judge (on-io-error) before the request completes, so that
+ * a detach already counts for it. */
+static void
+wp_disk_end(struct wp_queue *q, struct req *r, int res)
+{
+	char what[64];
+
+	if (res < 0) {
+		snprintf(what, sizeof(what), "%s at %llu+%u",
+			 r->type == REQ_READ ? "a read" : r->type == REQ_FLUSH ? "a flush" : "a write",
+			 (unsigned long long)r->off, r->len);
+		/* Detached, rsm_disk_error has logged it (once). */
+		if (!rsm_disk_error(q->res, res, what))
+			LOG_WARN("disk I/O error: %s failed: %s (on-io-error = pass-on)", what,
+				 strerror(-res));
+	}
+	wp_local_done(q, r, res);
+	rsm_disk_io_end(q->res, 1);
+}
+
 static void
 wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 {
@@ -193,16 +222,14 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 		return;
 	}
 	if (res < 0) {
-		LOG_WARN("disk I/O error (type %u, offset %llu, length %u): %s", r->type,
-			 (unsigned long long)r->off, r->len, strerror(-res));
-		wp_local_done(q, r, res);
+		wp_disk_end(q, r, res);
 		return;
 	}
 	switch (r->phase) {
 	case PH_MAIN:
 		if (r->type == REQ_READ || r->type == REQ_WRITE) {
 			if (res == 0) {	/* past the end of the file: cannot happen on a sane disk */
-				wp_local_done(q, r, -EIO);
+				wp_disk_end(q, r, -EIO);
 				return;
 			}
 			r->done += (uint32_t)res;
@@ -226,7 +253,7 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 	case PH_SYNC:
 		break;
 	}
-	wp_local_done(q, r, 0);
+	wp_disk_end(q, r, 0);
 }
 
 static void
@@ -237,6 +264,7 @@ wp_init(struct wp_queue *q, struct req *r)
 	r->res = 0;
 	r->peer_res = 0;
 	r->marked_oos = 0;
+	r->to_peer = 0;
 	r->phase = (q->no_fallocate && (r->type == REQ_TRIM || r->type == REQ_WRITE_ZEROES))
 			   ? PH_ZERO_WRITE : PH_MAIN;
 	r->op.cb = wp_disk_done;
@@ -249,8 +277,22 @@ wp_init(struct wp_queue *q, struct req *r)
 static void
 wp_start(struct wp_queue *q, struct req *r, struct lk *link)
 {
-	r->pending = WP_P_LOCAL | (link ? WP_P_PEER : 0);
-	wp_issue(q, r);
+	int local = !atomic_load(&q->res->detached);
+
+	r->to_peer = link != NULL;
+	if (!local && !link) {
+		/* Detached and no peer to take it: nothing can serve it.  A
+		 * detached node's reads come here too (link NULL). */
+		r->pending = WP_P_LOCAL;
+		wp_local_done(q, r, -EIO);
+		return;
+	}
+	/* The failed disk is not touched again: the peer alone. */
+	r->pending = (local ? WP_P_LOCAL : 0) | (link ? WP_P_PEER : 0);
+	if (local) {
+		rsm_disk_io_begin(q->res);
+		wp_issue(q, r);
+	}
 	if (link)
 		lk_send(link, r);
 }
@@ -269,7 +311,8 @@ wp_link(struct wp_queue *q)
 static struct lk *
 wp_pull_ahead(struct wp_queue *q, struct req *r, struct lk *link)
 {
-	if (link && q->res->conf.protocol == CONF_PROTO_ASYNC &&
+	/* Detached, a write not sent would be nowhere. */
+	if (link && q->res->conf.protocol == CONF_PROTO_ASYNC && !atomic_load(&q->res->detached) &&
 	    q->res->conf.on_congestion_pull_ahead && lk_congested(link, r->len)) {
 		peer_set_ahead(q->res);
 		lk_send_oos(link, r->off, r->len);
@@ -349,8 +392,10 @@ wp_submit(struct req_sink *s, struct req *r)
 		return;
 	}
 	if (r->type == REQ_FLUSH) {
-		/* Async never waits for the peer: its lag is bounded instead. */
-		wp_start(q, r, q->res->conf.protocol == CONF_PROTO_ASYNC ? NULL : wp_link(q));
+		/* Async never waits for the peer: its lag is bounded instead;
+		 * but a detached node has only the peer's disk to flush. */
+		wp_start(q, r, q->res->conf.protocol == CONF_PROTO_ASYNC &&
+			 !atomic_load(&q->res->detached) ? NULL : wp_link(q));
 		return;
 	}
 	if (!atomic_load_explicit(&q->res->writable, memory_order_acquire)) {
