@@ -1040,3 +1040,12 @@ dm_detach(struct dm *dm)
 	pthread_cond_signal(&dm->cond);
 	pthread_mutex_unlock(&dm->lock);
 }
+
+void
+dm_reattach(struct dm *dm)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	atomic_store(&dm->detached, 0);
+	pthread_mutex_unlock(&dm->lock);
+}

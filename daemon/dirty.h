@@ -134,5 +134,9 @@ void dm_set_error_cb(struct dm *dm, void (*fn)(void *arg, int err), void *arg);
  * copy in memory, marks count as durable at once and a sticky error is
  * forgotten.  Any thread without a dm lock. */
 void dm_detach(struct dm *dm);
+/* Undoes dm_detach (mirrorctl attach): writes go to the metadata again.
+ * The caller writes the superblock and the bitmap, and detaches again if
+ * that fails. */
+void dm_reattach(struct dm *dm);
 
 #endif

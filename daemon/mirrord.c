@@ -241,6 +241,7 @@ main(int argc, char **argv)
 		LOG_ERROR("%s", err);
 		return EXIT_CONFIG;
 	}
+	r->md_size = md_size;
 	rc = meta_read_sb(r->md_fd, md_size, r->conf.meta_internal, disk_size(r->disk), &sb, err,
 			  sizeof(err));
 	if (rc) {

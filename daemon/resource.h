@@ -53,6 +53,7 @@ struct res {
 	struct conf conf;
 	struct disk *disk;
 	int md_fd;
+	uint64_t md_size;         /* bytes of the metadata device, for attach */
 	struct dm *dm;
 	uint64_t size;            /* data bytes exposed */
 	char device[512];         /* what status shows as "device" */
