@@ -20,6 +20,7 @@
 #define RS_CHUNK (256u * 1024)
 #define RS_VERIFY_CHUNK (64u * 1024)  /* what one hash covers, at most (rs->vchunk) */
 #define RS_SLICE_NS 100000000ull   /* rate accounting window: 100 ms */
+#define RS_BACKOFF_NS 1000000000ull /* after an I/O error: 1 s before going on */
 
 struct rs_tag {
 	struct req r;               /* first */
@@ -48,6 +49,7 @@ struct rs {
 	uint64_t slice_start, slice_bytes;
 	struct ev_msg kick_msg;
 	int kick_posted;            /* res->lock */
+	int io_error;               /* a chunk failed on a disk: back off */
 };
 
 static void rs_pump(struct rs *rs);
@@ -112,6 +114,7 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 		snprintf(what, sizeof(what), "a resync read at %llu+%u",
 			 (unsigned long long)r->off, r->len);
 		rsm_disk_error(rs->res, res, what);
+		rs->io_error = 1;
 	}
 	if (res > 0 && (uint32_t)res < r->len - r->done) {
 		struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
@@ -175,6 +178,7 @@ resync_acked(struct req *r, int status)
 	} else if (status != -ENOTCONN) {
 		LOG_WARN("resync: the peer failed to write %llu+%u: %s", (unsigned long long)r->off,
 			 r->len, strerror(-status));
+		rs->io_error = 1;
 	}
 	rs_tag_end(rs, t);
 }
@@ -282,7 +286,20 @@ rs_pump(struct rs *rs)
 	if ((why = rs_blocked(rs))) {
 		if (rs->inflight == 0) {
 			rs->active = 0;
+			rs->io_error = 0;
 			LOG_INFO("resync: paused (%s)", why);
+		}
+		return;
+	}
+	if (rs->io_error) {
+		/* An error that detached nothing (on-io-error = pass-on, or
+		 * the peer's disk not known to be detached yet): go on after
+		 * a pause, not at the pace of the failing disk. */
+		if (rs->inflight == 0 && !rs->timer_armed) {
+			LOG_WARN("resync: I/O error: going on in %llu ms",
+				 RS_BACKOFF_NS / 1000000ull);
+			rs->io_error = 0;
+			rs_arm_timer(rs, RS_BACKOFF_NS);
 		}
 		return;
 	}
