@@ -200,9 +200,10 @@ rsm_disk_io_end(struct res *r, int n)
 	/* Whoever sees the count at 0 after the detach says diskless: the
 	 * failed disk is no longer touched.  Both sides (the detach and the
 	 * last completion) check, so neither order misses it. */
-	if (atomic_fetch_sub(&r->disk_inflight, n) - n == 0 && atomic_load(&r->detached))
-		rsm_update(r, RSM_F_DISK, &v, "no I/O in flight on the failed disk", rsm_disk_is,
-			   &from);
+	if (atomic_fetch_sub(&r->disk_inflight, n) - n == 0 && atomic_load(&r->detached) &&
+	    rsm_update(r, RSM_F_DISK, &v, "no I/O in flight on the failed disk", rsm_disk_is,
+		       &from))
+		peer_state_changed(r);
 }
 
 int

@@ -3,7 +3,7 @@
 # up-to-date peer: the write that fails on the local disk, and every later
 # one, succeeds once the peer has it; the disk goes failed, then diskless;
 # reads fail with EIO while diskless (they are not served from the peer);
-# the peer holds every write.
+# it reconnects without a resync; the peer holds every write.
 # timeout: 120
 source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
@@ -28,6 +28,18 @@ grep -q "detaching the disk" "$T/ra-alpha.log" || fail "the detach was not logge
 grep -q "disk uptodate -> failed" "$T/ra-alpha.log" || fail "disk never went failed"
 assert_eq "$(field "$CB" peer.disk)" diskless "the peer knows alpha is diskless"
 
+# Diskless, it reconnects to its peer (without a resync: it has nothing to
+# give or take) and goes on writing there.
+ctla disconnect
+ctla connect
+ctla wait-connect --timeout 20 || fail "a diskless primary did not reconnect"
+"$PYTHON" - "$UA" <<'PY' || fail "a write after the reconnect failed"
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+h.pwrite(b"Z" * (1 << 20), 10 << 20)
+h.flush()
+PY
+
 "$PYTHON" - "$UA" <<'PY' || fail "a read on a diskless primary did not fail with EIO"
 import errno, nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
@@ -45,4 +57,7 @@ with open(sys.argv[1], "rb") as f:
     for i in range(8):
         if f.read(1 << 20) != bytes([65 + i]) * (1 << 20):
             sys.exit("MiB %d differs" % i)
+    f.seek(10 << 20)
+    if f.read(1 << 20) != b"Z" * (1 << 20):
+        sys.exit("the write after the reconnect is missing")
 PY
