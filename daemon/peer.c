@@ -1136,7 +1136,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 {
 	struct res *r = p->res;
 	struct rsm_state s;
-	int fence, peer_was_primary;
+	int fence, peer_was_primary, peer_detached;
 
 	/* fencing = resource-and-stonith: a sync primary that loses its peer
 	 * holds writes until the peer is fenced, so the peer can never be
@@ -1149,18 +1149,22 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	rsm_get(r, &s);
 	pthread_mutex_lock(&r->lock);
 	peer_was_primary = p->peer_known && p->peer_role;
+	peer_detached = p->peer_known &&
+			(p->peer_disk == RSM_D_FAILED || p->peer_disk == RSM_D_DISKLESS);
 	pthread_mutex_unlock(&r->lock);
 	/* An orderly end with a primary that goes on writing: this node
 	 * misses its writes from now (DRBD outdates it too).  Recorded
-	 * before the primary hears that we leave. */
-	if (!lost && p->outdate_self && peer_was_primary)
+	 * before the primary hears that we leave.  A primary whose disk is
+	 * detached writes nothing without us: we stay its only copy. */
+	if (!lost && p->outdate_self && peer_was_primary && !peer_detached)
 		rsm_outdate(r, "the primary goes on without this node");
 	if (p->meta.fd >= 0) {
 		/* Only an authenticated peer hears why we leave; a primary that
 		 * goes on writing tells the secondary it is outdated now. */
 		if (p->authed)
 			px_send_s(&p->meta, PX_DISCONNECT, p->outdate_peer &&
-				  s.role == RSM_PRIMARY ? PX_F_OUTDATE : 0, 0, NULL, 0);
+				  s.role == RSM_PRIMARY && !atomic_load(&r->detached) ?
+				  PX_F_OUTDATE : 0, 0, NULL, 0);
 		peer_close_meta(p);
 	}
 	/* From now on the listener refuses this session's data links. */
@@ -1301,6 +1305,12 @@ peer_sb_policy(const struct res *r)
 	return (enum gen_sb_policy)r->conf.after_sb_0pri;
 }
 
+static int
+peer_detached_disk(unsigned disk)
+{
+	return disk == RSM_D_FAILED || disk == RSM_D_DISKLESS;
+}
+
 /* Decides what to do on this connection; returns the decision, or -1
  * when the connection must not go on (message logged, state set). */
 static int
@@ -1333,6 +1343,17 @@ peer_decide(struct peer *p, const struct px_state *mine, const struct px_state *
 		 (unsigned long long)mine->gen_current, (unsigned long long)mine->gen_bitmap,
 		 (unsigned long long)theirs->gen_current, (unsigned long long)theirs->gen_bitmap,
 		 gen_decision_name(d), rule);
+	/* A detached disk neither gives nor takes a resync: its node runs on
+	 * the peer's disk, and mirrorctl attach brings it a full resync. */
+	if (peer_detached_disk(mine->disk) || peer_detached_disk(theirs->disk)) {
+		if (peer_detached_disk(mine->disk) && peer_detached_disk(theirs->disk)) {
+			LOG_ERROR("peer: the disks of both nodes are detached: refusing to connect");
+			return -1;
+		}
+		LOG_INFO("peer: %s disk is detached: no resync",
+			 peer_detached_disk(mine->disk) ? "this node's" : "the peer's");
+		d = GEN_NO_SYNC;
+	}
 	if (mine->role && theirs->role) {
 		snprintf(why, sizeof(why), "both nodes are primary");
 		d = GEN_SPLIT_BRAIN;

@@ -33,6 +33,9 @@ assert_eq "$(field "$CB" peer.disk)" diskless "the peer knows alpha is diskless"
 ctla disconnect
 ctla connect
 ctla wait-connect --timeout 20 || fail "a diskless primary did not reconnect"
+# A diskless primary writes nothing without its peer: the peer, the only
+# copy, stays up to date (and promotable) across the disconnect.
+assert_eq "$(field "$CB" disk)" uptodate "the peer's disk after the reconnect"
 "$PYTHON" - "$UA" <<'PY' || fail "a write after the reconnect failed"
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
