@@ -281,8 +281,7 @@ wp_start(struct wp_queue *q, struct req *r, struct lk *link)
 
 	r->to_peer = link != NULL;
 	if (!local && !link) {
-		/* Detached and no peer to take it: nothing can serve it.  A
-		 * detached node's reads come here too (link NULL). */
+		/* Detached and no peer to take it: nothing can serve it. */
 		r->pending = WP_P_LOCAL;
 		wp_local_done(q, r, -EIO);
 		return;
@@ -388,7 +387,8 @@ wp_submit(struct req_sink *s, struct req *r)
 	r->replica = 0;
 	wp_init(q, r);
 	if (r->type == REQ_READ) {
-		wp_start(q, r, NULL);
+		/* Detached: the peer's disk serves it (READ_REQ). */
+		wp_start(q, r, atomic_load(&q->res->detached) ? wp_link(q) : NULL);
 		return;
 	}
 	if (r->type == REQ_FLUSH) {

@@ -2,8 +2,8 @@
 # on-io-error = detach (the default) on a primary connected to an
 # up-to-date peer: the write that fails on the local disk, and every later
 # one, succeeds once the peer has it; the disk goes failed, then diskless;
-# reads fail with EIO while diskless (they are not served from the peer);
-# it reconnects without a resync; the peer holds every write.
+# it reconnects without a resync; reads are served from the peer's disk
+# (EIO without the peer); the peer holds every write.
 # timeout: 120
 source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
@@ -43,7 +43,18 @@ h.pwrite(b"Z" * (1 << 20), 10 << 20)
 h.flush()
 PY
 
-"$PYTHON" - "$UA" <<'PY' || fail "a read on a diskless primary did not fail with EIO"
+"$PYTHON" - "$UA" <<'PY' || fail "a diskless primary's reads are not served from its peer"
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for i in range(8):
+    if h.pread(1 << 20, i << 20) != bytes([65 + i]) * (1 << 20):
+        sys.exit("MiB %d reads back wrong" % i)
+if h.pread(1 << 20, 10 << 20) != b"Z" * (1 << 20):
+    sys.exit("the write after the reconnect reads back wrong")
+PY
+# Without the peer, nothing can serve a read.
+ctla disconnect
+"$PYTHON" - "$UA" <<'PY' || fail "a read on a diskless primary without its peer did not fail with EIO"
 import errno, nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
 try:
