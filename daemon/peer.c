@@ -463,6 +463,12 @@ peer_gen_side(const struct px_state *st, int discard, struct gen_side *g)
 	g->uptodate = st->disk == RSM_D_UPTODATE;
 }
 
+static int
+peer_detached_disk(unsigned disk)
+{
+	return disk == RSM_D_FAILED || disk == RSM_D_DISKLESS;
+}
+
 static void
 peer_remember(struct peer *p, const struct px_state *st)
 {
@@ -470,6 +476,11 @@ peer_remember(struct peer *p, const struct px_state *st)
 	p->peer_known = 1;
 	p->peer_role = st->role;
 	p->peer_disk = st->disk;
+	if (!peer_detached_disk(st->disk))
+		atomic_store(&p->res->peer_detached, 0);
+	else if (!atomic_exchange(&p->res->peer_detached, 1))
+		LOG_WARN("peer: its disk is %s: the writes it refuses are marked out of sync",
+			 rsm_disk_name((enum rsm_disk)st->disk));
 	pthread_mutex_unlock(&p->res->lock);
 }
 
@@ -1172,6 +1183,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	pthread_mutex_lock(&r->lock);
 	p->epoch++;
 	p->peer_known = 0;
+	atomic_store(&r->peer_detached, 0);
 	pthread_mutex_unlock(&r->lock);
 	for (unsigned i = 0; i < r->nqueues; i++)
 		peer_post(p, &r->queues[i], -1, NULL, peer_fail_run);
@@ -1303,12 +1315,6 @@ static enum gen_sb_policy
 peer_sb_policy(const struct res *r)
 {
 	return (enum gen_sb_policy)r->conf.after_sb_0pri;
-}
-
-static int
-peer_detached_disk(unsigned disk)
-{
-	return disk == RSM_D_FAILED || disk == RSM_D_DISKLESS;
 }
 
 /* Decides what to do on this connection; returns the decision, or -1

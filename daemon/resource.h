@@ -96,6 +96,7 @@ struct res {
 	 * metadata I/O is started any more.  Set once, any thread. */
 	_Atomic int detached;
 	_Atomic int disk_inflight; /* write path's local disk I/O in flight, all queues */
+	_Atomic int peer_detached; /* the connected peer's disk is failed or diskless */
 };
 
 #endif

@@ -139,7 +139,9 @@ wp_peer_done(struct req *r, int res)
 {
 	struct wp_queue *q = r->wait.ctx;
 
-	if (res && res != -ENOTCONN)
+	/* A detached peer refuses every write: it said so once, in its
+	 * state; the blocks are marked all the same (wp_finish). */
+	if (res && res != -ENOTCONN && !atomic_load(&q->res->peer_detached))
 		LOG_WARN("peer failed %s at %llu+%u: %s", r->type == REQ_FLUSH ? "a flush" : "a write",
 			 (unsigned long long)r->off, r->len, strerror(-res));
 	r->peer_res = res;

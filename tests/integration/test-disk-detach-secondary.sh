@@ -32,7 +32,12 @@ oos=$(field "$CA" out_of_sync_bytes)
 
 # Diskless: nothing is written there, and the primary knows it.
 fiu-ctrl -f "$T/fiu" -c "disable name=disk/write/eio" "$PB"
+peer_disk_is() { [[ $(field "$CA" peer.disk) == "$1" ]]; }
+wait_for 5 peer_disk_is diskless
 write B 4 || fail "a later write failed on the primary"
+# Expected of a diskless peer: not a warning per write.
+grep -q "warn: peer failed a write at 4194304" "$T/ra-alpha.log" &&
+    fail "the primary warns about every write its diskless peer refuses"
 oos=$(field "$CA" out_of_sync_bytes)
 ((oos >= 2097152)) || fail "the primary did not mark the later write out of sync ($oos)"
 "$PYTHON" - "$T/rb.img" <<'PY' || fail "the diskless secondary wrote to its disk"
