@@ -185,6 +185,65 @@ cmd_peer(struct res *r, const char *cmd, int force, char *why, size_t len)
 	return peer_reconnect(r);
 }
 
+/* attach: the disk is back after a detach (repaired or replaced).  Its
+ * metadata is read back through the open descriptors, and refused if
+ * unreadable.  The node is then inconsistent and gets a full resync from
+ * the peer: what it missed is recorded only in the peer's bitmap, and a
+ * replaced disk holds nothing at all.  Secondary only: a primary cannot be
+ * a sync target.  0 or -errno with why set. */
+static int
+cmd_attach(struct res *r, char *why, size_t len)
+{
+	struct rsm_state s;
+	struct meta_sb sb;
+	char err[200];
+	int rc;
+
+	rsm_get(r, &s);
+	if (!atomic_load(&r->detached)) {
+		snprintf(why, len, "the disk is attached");
+		return -EALREADY;
+	}
+	if (s.role == RSM_PRIMARY) {
+		snprintf(why, len, "this node is primary: demote it first");
+		return -EBUSY;
+	}
+	if (s.disk != RSM_D_DISKLESS) {
+		snprintf(why, len, "the I/O in flight on the failed disk has not completed yet");
+		return -EAGAIN;
+	}
+	rc = meta_read_sb(r->md_fd, r->md_size, r->conf.meta_internal, disk_size(r->disk), &sb,
+			  err, sizeof(err));
+	if (rc) {
+		snprintf(why, len, "the metadata cannot be read back: %s (recreate it with "
+			 "create-md, daemon stopped)", err);
+		return rc;
+	}
+	/* Inconsistent, durably, before anything is written to the disk; the
+	 * superblock in memory is the current one (it changed while detached). */
+	dm_reattach(r->dm);
+	dm_mark_all(r->dm);
+	dm_sb_begin(r->dm, &sb);
+	sb.flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
+	rc = dm_sb_commit(r->dm, &sb);
+	if (!rc)
+		rc = dm_sync_bitmap(r->dm);
+	if (rc) {
+		dm_detach(r->dm);
+		snprintf(why, len, "cannot write the metadata: %s", strerror(-rc));
+		return rc;
+	}
+	atomic_store(&r->detached, 0);
+	s.disk = RSM_D_INCONSISTENT;
+	rsm_update(r, RSM_F_DISK, &s, "attach", NULL, NULL);
+	LOG_INFO("attach: the disk is back; a full resync from the peer follows");
+	if (!r->peer)
+		return 0;
+	if ((rc = peer_connect(r, 1, why, len)))
+		return rc;
+	return peer_reconnect(r);
+}
+
 static int
 cmd_verify_ok(void *arg, const struct rsm_state *cur)
 {
@@ -271,6 +330,15 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		if (rc)
 			return cmd_reply(0, 1, "cannot write the metadata");
 		peer_state_changed(r);
+		return cmd_reply(1, 0, NULL);
+	}
+	if (strcmp(cmd, "attach") == 0) {
+		why[0] = '\0';
+		rc = cmd_attach(r, why, sizeof(why));
+		if (rc) {
+			LOG_WARN("attach refused: %s", why);
+			return cmd_reply(0, 1, why);
+		}
 		return cmd_reply(1, 0, NULL);
 	}
 	if (strcmp(cmd, "resume-io") == 0) {

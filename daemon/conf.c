@@ -20,7 +20,7 @@
 /* Longest line accepted.  inih's line buffer is a stack array of
  * ini_max_line bytes, which must hold the line plus "\r\n\0". */
 #define CONF_LINE_MAX (CONF_PATH_MAX + 256)
-#define CONF_RESOURCE_NKEYS 33
+#define CONF_RESOURCE_NKEYS 34
 #define CONF_UNIX_PREFIX "unix:"
 #define CONF_SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
@@ -76,6 +76,7 @@ static const char *const conf_direct_words[] = {
 	[CONF_DIRECT_NO] = "no",
 };
 static const char *const conf_congestion_words[] = { "block", "pull-ahead" };
+static const char *const conf_io_error_words[] = { "detach", "pass-on" };
 static const char *const conf_fencing_words[] = { "dont-care", "resource-and-stonith" };
 static const char *const conf_sb_words[] = { "disconnect", "discard-zero-changes",
 					     "discard-least-changes" };
@@ -329,6 +330,17 @@ set_on_congestion(struct conf_ctx *x, const struct conf_key *k, const char *v)
 }
 
 static int
+set_on_io_error(struct conf_ctx *x, const struct conf_key *k, const char *v)
+{
+	int i = conf_word(v, conf_io_error_words, ARRAY_SIZE(conf_io_error_words));
+
+	if (i < 0)
+		return conf_fail_key(x, "bad value '%s': expected detach or pass-on", v);
+	x->c->on_io_error_pass_on = i;
+	return 0;
+}
+
+static int
 set_after_sb_0pri(struct conf_ctx *x, const struct conf_key *k, const char *v)
 {
 	int i = conf_word(v, conf_sb_words, ARRAY_SIZE(conf_sb_words));
@@ -486,6 +498,7 @@ static const struct conf_key conf_resource_keys[] = {
 	{ "ping-timeout", set_seconds_ms, F(ping_timeout_ms), 1, 600000, false },
 	{ "max-async-lag", set_size, F(max_async_lag), 0, UINT64_MAX, false },
 	{ "on-congestion", set_on_congestion, F(on_congestion_pull_ahead), 0, 0, false },
+	{ "on-io-error", set_on_io_error, F(on_io_error_pass_on), 0, 0, false },
 	{ "resync-rate", set_size, F(resync_rate), 0, UINT64_MAX, false },
 	{ "after-sb-0pri", set_after_sb_0pri, F(after_sb_0pri), 0, 0, false },
 	{ "fencing", set_fencing, F(fencing), 0, 0, false },
@@ -815,6 +828,7 @@ conf_defaults(struct conf *c)
 	c->handler_timeout_s = 60;
 	c->max_async_lag = 64u << 20;
 	c->on_congestion_pull_ahead = 0;
+	c->on_io_error_pass_on = 0;
 	c->resync_rate = 0;
 	c->self = -1;
 	c->peer = -1;
@@ -946,6 +960,7 @@ conf_dump(const struct conf *c, FILE *out)
 	fprintf(out, "max-async-lag = %llu\n", (unsigned long long)c->max_async_lag);
 	fprintf(out, "on-congestion = %s\n",
 		conf_congestion_words[c->on_congestion_pull_ahead ? 1 : 0]);
+	fprintf(out, "on-io-error = %s\n", conf_io_error_words[c->on_io_error_pass_on ? 1 : 0]);
 	fprintf(out, "after-sb-0pri = %s\n", conf_sb_words[c->after_sb_0pri]);
 	fprintf(out, "resync-rate = %llu\n", (unsigned long long)c->resync_rate);
 	fprintf(out, "fencing = %s\n", conf_fencing_words[c->fencing]);

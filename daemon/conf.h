@@ -49,6 +49,7 @@ struct conf {
 	uint32_t ping_timeout_ms; /* ping-timeout = seconds (may be fractional, "0.5"), default 5 */
 	uint64_t max_async_lag;   /* max-async-lag = SIZE, default 64M */
 	int on_congestion_pull_ahead; /* on-congestion = block|pull-ahead, default block */
+	int on_io_error_pass_on;      /* on-io-error = detach|pass-on, default detach */
 	uint64_t resync_rate;     /* resync-rate = SIZE per second, 0 = unlimited (default 0) */
 	int after_sb_0pri;        /* after-sb-0pri = disconnect (0, default) |
 				   * discard-zero-changes (1) | discard-least-changes (2):

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 
 #include "daemon/bitmap.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -56,6 +58,13 @@ struct dm {
 	uint64_t durable_batch;   /* every batch <= this is on disk */
 	uint32_t pending;         /* marks waiting in open_batch */
 	int md_error;             /* sticky: metadata can no longer be written */
+	int err_deferred;         /* an error dm_sync_run could not report under lock */
+	/* Set once the owner detached the disk (on-io-error = detach): nothing
+	 * is written any more, and the marks count as durable at once, since
+	 * the bitmap that matters now is the peer's.  Read without lock. */
+	_Atomic int detached;
+	void (*on_error)(void *arg, int err); /* set before dm_start */
+	void *on_error_arg;
 	struct req_wait *waiters;
 	uint64_t md_writes;
 	int gen_bump;             /* next unreplicated write starts a generation */
@@ -130,6 +139,10 @@ dm_write_pages(struct dm *dm, uint64_t base, uint32_t n)
 {
 	uint32_t i = 0;
 
+	if (atomic_load(&dm->detached))
+		return 0;	/* the disk failed: persist nothing on it */
+	if (n && FAULT("meta/write/eio"))	/* tests: a failing metadata disk */
+		return -EIO;
 	while (i < n) {
 		uint32_t j = i + 1;
 		struct iovec iov;
@@ -169,6 +182,20 @@ dm_snapshot(struct dm *dm, struct bm *b, uint32_t n0, size_t first, size_t last)
 		dm->iopages[n++] = (uint32_t)p;
 	}
 	return n - n0;
+}
+
+/* A metadata write failed: the owner decides (on-io-error).  Called without
+ * dm->lock, as the owner may detach the disk (dm_detach).  Returns rc, or 0
+ * when the disk is detached now: nothing is written any more, so the error
+ * is no one's to see. */
+static int
+dm_io_error(struct dm *dm, int rc)
+{
+	if (rc >= 0)
+		return rc;
+	if (dm->on_error)
+		dm->on_error(dm->on_error_arg, rc);
+	return atomic_load(&dm->detached) ? 0 : rc;
 }
 
 static void
@@ -211,6 +238,7 @@ dm_commit_batch(struct dm *dm)
 	}
 	if (!rc)
 		rc = dm_write_pages(dm, dm->actmap_off, n);
+	rc = dm_io_error(dm, rc);
 	pthread_mutex_lock(&dm->lock);
 	if (rc < 0 && !dm->md_error) {
 		LOG_ERROR("metadata: writing the activity map failed: %s", strerror(-rc));
@@ -247,7 +275,7 @@ dm_evict(struct dm *dm)
 		n += dm_snapshot(dm, dm->bitmap, n, first / (8 * DM_PAGE), last / (8 * DM_PAGE));
 	}
 	pthread_mutex_unlock(&dm->lock);
-	rc = dm_write_pages(dm, dm->bitmap_off, n);
+	rc = dm_io_error(dm, dm_write_pages(dm, dm->bitmap_off, n));
 	pthread_mutex_lock(&dm->lock);
 	if (rc < 0) {
 		if (!dm->md_error)
@@ -283,7 +311,7 @@ dm_write_bitmap(struct dm *dm)
 	dm->bitmap_urgent = 0;
 	while (rc == 0 && (n = dm_snapshot(dm, dm->bitmap, 0, 0, SIZE_MAX)) > 0) {
 		pthread_mutex_unlock(&dm->lock);
-		rc = dm_write_pages(dm, dm->bitmap_off, n);
+		rc = dm_io_error(dm, dm_write_pages(dm, dm->bitmap_off, n));
 		pthread_mutex_lock(&dm->lock);
 	}
 	if (rc < 0) {
@@ -337,6 +365,7 @@ dm_sync_run(struct dm *dm)
 	if (rc < 0 && !dm->md_error) {
 		LOG_ERROR("metadata: writing the bitmap failed: %s", strerror(-rc));
 		dm->md_error = rc;
+		dm->err_deferred = rc;	/* the thread reports it, unlocked */
 		dm_wake(dm);
 	}
 	dm->sync_rc = rc;
@@ -357,6 +386,15 @@ dm_thread(void *arg)
 		}
 		if (dm->sync_req != dm->sync_done) {
 			dm_sync_run(dm);
+			continue;
+		}
+		if (dm->err_deferred) {
+			int rc = dm->err_deferred;
+
+			dm->err_deferred = 0;
+			pthread_mutex_unlock(&dm->lock);
+			dm_io_error(dm, rc);
+			pthread_mutex_lock(&dm->lock);
 			continue;
 		}
 		if (dm->bitmap_urgent && !dm->md_error) {
@@ -889,17 +927,28 @@ dm_sb_begin(struct dm *dm, struct meta_sb *sb)
 	*sb = dm->sb;
 }
 
+/* meta_write_sb, with the tests' failing metadata disk (lib/fault.h). */
+static int
+dm_write_sb(struct dm *dm, const struct meta_sb *sb)
+{
+	if (atomic_load(&dm->detached))
+		return 0;	/* the disk failed: persist nothing on it */
+	if (FAULT("meta/write/eio"))
+		return -EIO;
+	return meta_write_sb(dm->md_fd, sb);
+}
+
 int
 dm_sb_commit(struct dm *dm, const struct meta_sb *sb)
 {
-	int rc = meta_write_sb(dm->md_fd, sb);
+	int rc = dm_write_sb(dm, sb);
 
 	if (!rc)
 		dm->sb = *sb;
 	pthread_mutex_unlock(&dm->sb_lock);
 	if (rc)
 		LOG_ERROR("metadata: writing the superblock failed: %s", strerror(-rc));
-	return rc;
+	return dm_io_error(dm, rc);
 }
 
 void
@@ -915,13 +964,13 @@ dm_sb_write(struct dm *dm, const struct meta_sb *sb)
 
 	dm_check(dm);
 	pthread_mutex_lock(&dm->sb_lock);
-	rc = meta_write_sb(dm->md_fd, sb);
+	rc = dm_write_sb(dm, sb);
 	if (!rc)
 		dm->sb = *sb;
 	pthread_mutex_unlock(&dm->sb_lock);
 	if (rc)
 		LOG_ERROR("metadata: writing the superblock failed: %s", strerror(-rc));
-	return rc;
+	return dm_io_error(dm, rc);
 }
 
 uint64_t
@@ -968,5 +1017,35 @@ dm_new_gen_on_write(struct dm *dm, int on)
 	dm_check(dm);
 	pthread_mutex_lock(&dm->lock);
 	dm->gen_bump = on;
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
+dm_set_error_cb(struct dm *dm, void (*fn)(void *arg, int err), void *arg)
+{
+	dm_check(dm);
+	dm->on_error = fn;
+	dm->on_error_arg = arg;
+}
+
+void
+dm_detach(struct dm *dm)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	atomic_store(&dm->detached, 1);
+	/* Nothing is written from now on, so no write waits for the metadata
+	 * and no earlier error stays: the peer's bitmap is the record. */
+	dm->md_error = 0;
+	pthread_cond_signal(&dm->cond);
+	pthread_mutex_unlock(&dm->lock);
+}
+
+void
+dm_reattach(struct dm *dm)
+{
+	dm_check(dm);
+	pthread_mutex_lock(&dm->lock);
+	atomic_store(&dm->detached, 0);
 	pthread_mutex_unlock(&dm->lock);
 }

@@ -124,4 +124,19 @@ void dm_sb_begin(struct dm *dm, struct meta_sb *sb);
 int dm_sb_commit(struct dm *dm, const struct meta_sb *sb);
 void dm_sb_abort(struct dm *dm);
 
+/* on-io-error: fn(arg, -errno) is called on every failed metadata write,
+ * on the thread that wrote (the metadata thread, or the caller of a
+ * dm_sb_* write), with no dm lock held; it may call dm_detach.  Set
+ * before dm_start. */
+void dm_set_error_cb(struct dm *dm, void (*fn)(void *arg, int err), void *arg);
+/* The disk failed and is detached (on-io-error = detach): from now on
+ * nothing is written to the metadata, superblock writes only change the
+ * copy in memory, marks count as durable at once and a sticky error is
+ * forgotten.  Any thread without a dm lock. */
+void dm_detach(struct dm *dm);
+/* Undoes dm_detach (mirrorctl attach): writes go to the metadata again.
+ * The caller writes the superblock and the bitmap, and detaches again if
+ * that fails. */
+void dm_reattach(struct dm *dm);
+
 #endif

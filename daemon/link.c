@@ -99,6 +99,7 @@ struct lk {
 	struct ev_op rx_op;
 	int rx_busy, rx_stopped, stalled;
 	struct lk_rtag *payload;    /* receiving a data payload into this tag */
+	struct lk_slot *rd;         /* or a READ_DATA payload into this slot's request */
 	uint32_t payload_got;
 
 	struct px_tls *tls;         /* detached TLS session, or NULL */
@@ -272,6 +273,7 @@ lk_fail(struct lk *l, const char *why)
 		l->rtags_busy--;
 		l->payload = NULL;
 	}
+	l->rd = NULL;	/* its request learnt ENOTCONN above */
 	lk_leave(l);
 }
 
@@ -529,6 +531,7 @@ lk_try_send(struct lk *l, struct req *r, uint16_t type)
 			flags |= PX_F_APP;
 		break;
 	case PX_CSUM_REQ:
+	case PX_READ_REQ:
 		plen = sizeof(struct px_io);
 		break;
 	}
@@ -609,6 +612,7 @@ lk_type_for(const struct req *r)
 	switch (r->type) {
 	case REQ_WRITE:        return PX_WRITE;
 	case REQ_FLUSH:        return PX_FLUSH;
+	case REQ_READ:         return PX_READ_REQ;	/* a diskless primary's */
 	default:               return PX_TRIM;
 	}
 }
@@ -737,6 +741,7 @@ lk_slot_for(struct lk *l, uint64_t id, uint16_t ack_type)
 	case PX_FLUSH_ACK: return s->type == PX_FLUSH ? s : NULL;
 	case PX_RS_ACK:    return s->type == PX_RS_DATA ? s : NULL;
 	case PX_CSUM:      return s->type == PX_CSUM_REQ ? s : NULL;
+	case PX_READ_DATA: return s->type == PX_READ_REQ ? s : NULL;
 	}
 	return NULL;
 }
@@ -911,6 +916,31 @@ lk_csum_reply(struct lk *l, struct lk_rtag *t)
 	lk_txq_add(l, &t->ack);
 }
 
+/* READ_DATA for the peer's READ_REQ (it is primary, its disk detached):
+ * the data from the tag's buffer, or the error alone.  Only an up-to-date
+ * copy is served: anything else is not the data the primary wrote. */
+static void
+lk_read_reply(struct lk *l, struct lk_rtag *t)
+{
+	struct rsm_state s;
+	int status = t->r.res;
+
+	rsm_get(l->res, &s);
+	if (!status && s.disk != RSM_D_UPTODATE)
+		status = -EIO;
+	if (status)
+		LOG_WARN("peer data link %u: cannot serve the peer's read at %llu+%u: %s",
+			 l->q->index, (unsigned long long)t->r.off, t->r.len, strerror(-status));
+	px_hdr_encode(t->ack.hdr, PX_READ_DATA, 0,
+		      (uint32_t)sizeof(struct px_ack) + (status ? 0 : t->r.len), t->id);
+	px_ack_encode(t->ack.hdr + PX_HDR_SIZE, status);
+	t->ack.hlen = PX_HDR_SIZE + sizeof(struct px_ack);
+	t->ack.data = status ? NULL : t->r.buf;
+	t->ack.dlen = status ? 0 : t->r.len;
+	t->ack.owner = LK_TX_RTAG;
+	lk_txq_add(l, &t->ack);
+}
+
 static void
 lk_rtag_complete(struct req *r)
 {
@@ -936,6 +966,11 @@ lk_rtag_complete(struct req *r)
 		break;
 	case PX_CSUM_REQ:
 		lk_csum_reply(l, t);
+		lk_run_parked(l);
+		lk_leave(l);
+		return;
+	case PX_READ_REQ:
+		lk_read_reply(l, t);
 		lk_run_parked(l);
 		lk_leave(l);
 		return;
@@ -1044,6 +1079,52 @@ lk_check_io(struct lk *l, const struct px_io *io, const struct px_msg *m, int da
 /* Parses one message at the head of the receive buffer.  Returns 1 when
  * it was consumed, 0 when more bytes are needed, -EAGAIN when out of tags,
  * or -EPROTO with why set. */
+/* Our READ_REQ is answered: the request completes with the peer's status. */
+static void
+lk_read_done(struct lk *l, struct lk_slot *s, int status)
+{
+	struct req *r = s->r;
+
+	s->r = NULL;
+	if (r)
+		wp_peer_done(r, status);
+	lk_slot_maybe_free(l, s);
+	lk_retry_waiting(l);
+}
+
+/* READ_DATA: its data goes straight into the request's buffer, received
+ * there directly (l->rd) when not all of it is here yet.  1 handled, 0
+ * more bytes needed, -EPROTO. */
+static int
+lk_read_data(struct lk *l, const struct px_msg *m, const char *p, uint32_t avail, char *why,
+	     size_t whylen)
+{
+	struct lk_slot *s;
+	struct px_ack ack;
+	uint32_t take;
+
+	if (avail < PX_HDR_SIZE + sizeof(struct px_ack))
+		return 0;
+	s = lk_slot_for(l, m->id, PX_READ_DATA);
+	if (!s || !s->r || px_ack_decode(p + PX_HDR_SIZE, sizeof(struct px_ack), &ack) ||
+	    m->len != sizeof(struct px_ack) + (ack.status ? 0 : s->len)) {
+		snprintf(why, whylen, "READ_DATA that answers no READ_REQ of this length");
+		return -EPROTO;
+	}
+	s->acked = 1;
+	l->rx_head += PX_HDR_SIZE + sizeof(struct px_ack);
+	take = ack.status ? 0 : MIN(l->rx_tail - l->rx_head, s->len);
+	memcpy(s->r->buf, l->rx + l->rx_head, take);
+	l->rx_head += take;
+	if (!ack.status && take < s->len) {
+		l->rd = s;
+		l->payload_got = take;
+		return 1;
+	}
+	lk_read_done(l, s, ack.status);
+	return 1;
+}
+
 static int
 lk_parse_one(struct lk *l, char *why, size_t whylen)
 {
@@ -1069,6 +1150,8 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		}
 		l->rx_head += PX_HDR_SIZE + m.len;
 		return 1;
+	case PX_READ_DATA:
+		return lk_read_data(l, &m, p, avail, why, whylen);
 	case PX_OOS:
 		if (avail < PX_HDR_SIZE + m.len)
 			return 0;
@@ -1083,6 +1166,7 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		l->rx_head += PX_HDR_SIZE + m.len;
 		return 1;
 	case PX_WRITE: case PX_RS_DATA: case PX_TRIM: case PX_FLUSH: case PX_CSUM_REQ:
+	case PX_READ_REQ:
 		break;
 	default:
 		snprintf(why, whylen, "unexpected %s on a data link", px_type_name(m.type));
@@ -1105,7 +1189,8 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		return -EPROTO;
 	}
 	data = m.type == PX_WRITE || m.type == PX_RS_DATA;
-	if ((m.type == PX_TRIM || m.type == PX_CSUM_REQ) && m.len != sizeof(struct px_io)) {
+	if ((m.type == PX_TRIM || m.type == PX_CSUM_REQ || m.type == PX_READ_REQ) &&
+	    m.len != sizeof(struct px_io)) {
 		snprintf(why, whylen, "TRIM with a payload");
 		return -EPROTO;
 	}
@@ -1133,8 +1218,9 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		lk_dispatch(l, t);
 		return 1;
 	case PX_CSUM_REQ:
+	case PX_READ_REQ:
 		if (io.length > l->max_data) {
-			snprintf(why, whylen, "CSUM_REQ of %u bytes", io.length);
+			snprintf(why, whylen, "%s of %u bytes", px_type_name(m.type), io.length);
 			lk_rtag_release(l, t);
 			return -EPROTO;
 		}
@@ -1185,7 +1271,15 @@ lk_recv(struct lk *l, void *buf, uint32_t len, int flags)
 static void
 lk_rx_account(struct lk *l, uint32_t n)
 {
-	if (l->payload) {
+	if (l->rd) {
+		l->payload_got += n;
+		if (l->payload_got == l->rd->len) {
+			struct lk_slot *s = l->rd;
+
+			l->rd = NULL;
+			lk_read_done(l, s, 0);
+		}
+	} else if (l->payload) {
 		l->payload_got += n;
 		if (l->payload_got == l->payload->r.len) {
 			struct lk_rtag *t = l->payload;
@@ -1237,11 +1331,11 @@ lk_rx_pump(struct lk *l)
 
 		if (l->rx_busy || l->rx_stopped || l->dead)
 			return;
-		if (!l->payload) {
+		if (!l->payload && !l->rd) {
 			while ((rc = lk_parse_one(l, why, sizeof(why))) == 1) {
 				if (l->dead)
 					return;
-				if (l->payload)
+				if (l->payload || l->rd)
 					break;
 			}
 			if (rc == -EPROTO) {
@@ -1258,7 +1352,10 @@ lk_rx_pump(struct lk *l)
 				l->rx_head = 0;
 			}
 		}
-		if (l->payload) {
+		if (l->rd) {
+			dst = (char *)l->rd->r->buf + l->payload_got;
+			cap = l->rd->len - l->payload_got;
+		} else if (l->payload) {
 			dst = (char *)l->payload->r.buf + l->payload_got;
 			cap = l->payload->r.len - l->payload_got;
 		} else {
@@ -1266,7 +1363,7 @@ lk_rx_pump(struct lk *l)
 			cap = LK_RX_BUF - l->rx_tail;
 		}
 		if (!l->tls) {
-			lk_recv(l, dst, cap, l->payload ? MSG_WAITALL : 0);
+			lk_recv(l, dst, cap, l->payload || l->rd ? MSG_WAITALL : 0);
 			return;
 		}
 		got = lk_tls_open(l, dst, cap);

@@ -85,6 +85,13 @@ open_md(const struct conf *c, uint64_t *size, char *err, size_t len)
 	return fd;
 }
 
+/* The dirty map's metadata write failed: on-io-error decides. */
+static void
+res_md_error(void *arg, int err)
+{
+	rsm_disk_error(arg, err, "a metadata write");
+}
+
 static void
 initial_state(struct res *r, const struct meta_sb *sb)
 {
@@ -235,6 +242,7 @@ main(int argc, char **argv)
 		LOG_ERROR("%s", err);
 		return EXIT_CONFIG;
 	}
+	r->md_size = md_size;
 	rc = meta_read_sb(r->md_fd, md_size, r->conf.meta_internal, disk_size(r->disk), &sb, err,
 			  sizeof(err));
 	if (rc) {
@@ -264,6 +272,7 @@ main(int argc, char **argv)
 		notify_parent(notify_fd, EXIT_RUNTIME);
 		return EXIT_RUNTIME;
 	}
+	dm_set_error_cb(r->dm, res_md_error, r);
 	if (sb.flags & META_F_PRIMARY) {
 		/* It was primary and did not stop cleanly. */
 		LOG_WARN("this node was primary and stopped uncleanly (crashed primary)");

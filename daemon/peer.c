@@ -485,6 +485,12 @@ peer_gen_side(const struct px_state *st, int discard, struct gen_side *g)
 	g->uptodate = st->disk == RSM_D_UPTODATE;
 }
 
+static int
+peer_detached_disk(unsigned disk)
+{
+	return disk == RSM_D_FAILED || disk == RSM_D_DISKLESS;
+}
+
 static void
 peer_remember(struct peer *p, const struct px_state *st)
 {
@@ -492,6 +498,11 @@ peer_remember(struct peer *p, const struct px_state *st)
 	p->peer_known = 1;
 	p->peer_role = st->role;
 	p->peer_disk = st->disk;
+	if (!peer_detached_disk(st->disk))
+		atomic_store(&p->res->peer_detached, 0);
+	else if (!atomic_exchange(&p->res->peer_detached, 1))
+		LOG_WARN("peer: its disk is %s: the writes it refuses are marked out of sync",
+			 rsm_disk_name((enum rsm_disk)st->disk));
 	pthread_mutex_unlock(&p->res->lock);
 }
 
@@ -1179,7 +1190,8 @@ peer_teardown(struct peer *p, const char *why, int lost)
 {
 	struct res *r = p->res;
 	struct rsm_state s;
-	int fencing = peer_fencing_applies(r), fence, peer_was_primary, no = RES_FROZEN_NO;
+	int fencing = peer_fencing_applies(r), fence, peer_was_primary, peer_detached;
+	int no = RES_FROZEN_NO;
 
 	/* fencing = resource-and-stonith: a sync primary that loses its peer
 	 * holds writes until the peer is fenced, so the peer can never be
@@ -1196,11 +1208,14 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	rsm_get(r, &s);
 	pthread_mutex_lock(&r->lock);
 	peer_was_primary = p->peer_known && p->peer_role;
+	peer_detached = p->peer_known &&
+			(p->peer_disk == RSM_D_FAILED || p->peer_disk == RSM_D_DISKLESS);
 	pthread_mutex_unlock(&r->lock);
 	/* An orderly end with a primary that goes on writing: this node
 	 * misses its writes from now (DRBD outdates it too).  Recorded
-	 * before the primary hears that we leave. */
-	if (!lost && p->outdate_self && peer_was_primary)
+	 * before the primary hears that we leave.  A primary whose disk is
+	 * detached writes nothing without us: we stay its only copy. */
+	if (!lost && p->outdate_self && peer_was_primary && !peer_detached)
 		rsm_outdate(r, "the primary goes on without this node");
 	/* Behind when the link went: outdated, whatever the reason it went. */
 	if (peer_take(p, &p->outdate_req))
@@ -1210,8 +1225,10 @@ peer_teardown(struct peer *p, const char *why, int lost)
 		 * goes on writing tells the secondary it is outdated now. */
 		if (p->authed)
 			px_send_s(&p->meta, PX_DISCONNECT, p->outdate_peer &&
-				  s.role == RSM_PRIMARY ? PX_F_OUTDATE : 0, 0, NULL, 0);
-		if (!fence && fencing && p->outdate_peer && !peer_await_outdated(p)) {
+				  s.role == RSM_PRIMARY && !atomic_load(&r->detached) ?
+				  PX_F_OUTDATE : 0, 0, NULL, 0);
+		if (!fence && fencing && p->outdate_peer && !atomic_load(&r->detached) &&
+		    !peer_await_outdated(p)) {
 			fence = 1;
 			atomic_store(&r->frozen, RES_FROZEN_FENCE);
 			LOG_WARN("peer did not confirm it is outdated: I/O frozen until "
@@ -1233,6 +1250,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	 * still applying are done, and a promote that sees the peer no
 	 * longer known can no longer be overwritten by one of them. */
 	p->peer_known = 0;
+	atomic_store(&r->peer_detached, 0);
 	/* Only now: the old links report their end while they go. */
 	p->link_failed = 0;
 	atomic_store(&r->ahead, 0);
@@ -1392,6 +1410,17 @@ peer_decide(struct peer *p, const struct px_state *mine, const struct px_state *
 		 (unsigned long long)mine->gen_current, (unsigned long long)mine->gen_bitmap,
 		 (unsigned long long)theirs->gen_current, (unsigned long long)theirs->gen_bitmap,
 		 gen_decision_name(d), rule);
+	/* A detached disk neither gives nor takes a resync: its node runs on
+	 * the peer's disk, and mirrorctl attach brings it a full resync. */
+	if (peer_detached_disk(mine->disk) || peer_detached_disk(theirs->disk)) {
+		if (peer_detached_disk(mine->disk) && peer_detached_disk(theirs->disk)) {
+			LOG_ERROR("peer: the disks of both nodes are detached: refusing to connect");
+			return -1;
+		}
+		LOG_INFO("peer: %s disk is detached: no resync",
+			 peer_detached_disk(mine->disk) ? "this node's" : "the peer's");
+		d = GEN_NO_SYNC;
+	}
 	if (mine->role && theirs->role) {
 		snprintf(why, sizeof(why), "both nodes are primary");
 		d = GEN_SPLIT_BRAIN;

@@ -54,6 +54,7 @@ struct res {
 	struct conf conf;
 	struct disk *disk;
 	int md_fd;
+	uint64_t md_size;         /* bytes of the metadata device, for attach */
 	struct dm *dm;
 	uint64_t size;            /* data bytes exposed */
 	char device[512];         /* what status shows as "device" */
@@ -93,6 +94,11 @@ struct res {
 	_Atomic int frozen;       /* RES_FROZEN_*: writes wait (fencing) */
 	_Atomic uint64_t peer_app_flushes; /* the peer's application flushes made durable here */
 	_Atomic uint64_t repl_unacked; /* writes sent on any data link, not yet written there */
+	/* on-io-error = detach fired (rsm_disk_error): no local disk or
+	 * metadata I/O is started any more.  Set once, any thread. */
+	_Atomic int detached;
+	_Atomic int disk_inflight; /* write path's local disk I/O in flight, all queues */
+	_Atomic int peer_detached; /* the connected peer's disk is failed or diskless */
 };
 
 #endif

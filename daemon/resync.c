@@ -1,6 +1,7 @@
 #include "daemon/resync.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -9,6 +10,7 @@
 #include "daemon/link.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -18,6 +20,7 @@
 #define RS_CHUNK (256u * 1024)
 #define RS_VERIFY_CHUNK (64u * 1024)  /* what one hash covers, at most (rs->vchunk) */
 #define RS_SLICE_NS 100000000ull   /* rate accounting window: 100 ms */
+#define RS_BACKOFF_NS 1000000000ull /* after an I/O error: 1 s before going on */
 
 struct rs_tag {
 	struct req r;               /* first */
@@ -46,6 +49,7 @@ struct rs {
 	uint64_t slice_start, slice_bytes;
 	struct ev_msg kick_msg;
 	int kick_posted;            /* res->lock */
+	int io_error;               /* a chunk failed on a disk: back off */
 };
 
 static void rs_pump(struct rs *rs);
@@ -102,6 +106,16 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 	unsigned int mdlen = 0;
 
 	(void)flags;
+	if (res > 0 && FAULT("disk/read/eio"))	/* tests: a failing source disk */
+		res = -EIO;
+	if (res < 0) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "a resync read at %llu+%u",
+			 (unsigned long long)r->off, r->len);
+		rsm_disk_error(rs->res, res, what);
+		rs->io_error = 1;
+	}
 	if (res > 0 && (uint32_t)res < r->len - r->done) {
 		struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
 		r->done += (uint32_t)res;
@@ -109,6 +123,7 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 		ev_sqe_set_op(sqe, &r->op);
 		return;
 	}
+	rsm_disk_io_end(rs->res, 1);
 	if (res <= 0 || !lk_ready(rs->q->link)) {
 		if (res <= 0)
 			LOG_WARN("resync: reading %llu+%u failed: %s", (unsigned long long)r->off,
@@ -127,8 +142,14 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 static void
 rs_issue_read(struct rs *rs, struct rs_tag *t)
 {
-	struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
+	struct io_uring_sqe *sqe;
 
+	if (atomic_load(&rs->res->detached)) {	/* the failed disk is not read again */
+		rs_tag_end(rs, t);
+		return;
+	}
+	sqe = ev_get_sqe(rs->q->loop);
+	rsm_disk_io_begin(rs->res);
 	t->r.type = REQ_READ;
 	t->r.done = 0;
 	t->r.op.cb = rs_read_done;
@@ -157,6 +178,7 @@ resync_acked(struct req *r, int status)
 	} else if (status != -ENOTCONN) {
 		LOG_WARN("resync: the peer failed to write %llu+%u: %s", (unsigned long long)r->off,
 			 r->len, strerror(-status));
+		rs->io_error = 1;
 	}
 	rs_tag_end(rs, t);
 }
@@ -230,6 +252,26 @@ rs_peer_primary(struct rs *rs)
 	return rs->mode != RESYNC_VERIFY && peer_info(rs->res, &role, &disk) == 0 && role;
 }
 
+/* Why the resync cannot go on now, or NULL.  A failed or diskless disk on
+ * either side cannot take part: retrying would only fail again, as fast as
+ * the disks answer.  The next connection (after attach) starts it again. */
+static const char *
+rs_blocked(struct rs *rs)
+{
+	int role = 0, disk = 0;
+
+	if (!lk_ready(rs->q->link))
+		return "no link";
+	if (rs_peer_primary(rs))
+		return "the peer is primary";
+	if (atomic_load(&rs->res->detached))
+		return "the local disk failed and is detached";
+	if (peer_info(rs->res, &role, &disk) == 0 &&
+	    (disk == RSM_D_FAILED || disk == RSM_D_DISKLESS))
+		return "the peer's disk failed and is detached";
+	return NULL;
+}
+
 static void
 rs_pump(struct rs *rs)
 {
@@ -237,13 +279,27 @@ rs_pump(struct rs *rs)
 	struct dm_stats st;
 	struct wp_inflight app;
 
+	const char *why;
+
 	if (!rs->active)
 		return;
-	if (!lk_ready(rs->q->link) || rs_peer_primary(rs)) {
+	if ((why = rs_blocked(rs))) {
 		if (rs->inflight == 0) {
 			rs->active = 0;
-			LOG_INFO("resync: paused (%s)", lk_ready(rs->q->link) ? "the peer is primary"
-				 : "no link");
+			rs->io_error = 0;
+			LOG_INFO("resync: paused (%s)", why);
+		}
+		return;
+	}
+	if (rs->io_error) {
+		/* An error that detached nothing (on-io-error = pass-on, or
+		 * the peer's disk not known to be detached yet): go on after
+		 * a pause, not at the pace of the failing disk. */
+		if (rs->inflight == 0 && !rs->timer_armed) {
+			LOG_WARN("resync: I/O error: going on in %llu ms",
+				 RS_BACKOFF_NS / 1000000ull);
+			rs->io_error = 0;
+			rs_arm_timer(rs, RS_BACKOFF_NS);
 		}
 		return;
 	}

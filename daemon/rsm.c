@@ -92,8 +92,12 @@ static void
 rsm_store_locked(struct res *r, const struct rsm_state *next)
 {
 	r->state = *next;
-	/* Writes are allowed exactly when primary with a usable disk. */
-	atomic_store(&r->writable, next->role == RSM_PRIMARY && next->disk == RSM_D_UPTODATE);
+	/* Writes are allowed exactly when primary with a usable disk, or
+	 * with a detached one: then they go to the peer alone (the write path
+	 * fails them when there is no peer). */
+	atomic_store(&r->writable, next->role == RSM_PRIMARY &&
+		     (next->disk == RSM_D_UPTODATE || next->disk == RSM_D_FAILED ||
+		      next->disk == RSM_D_DISKLESS));
 	pthread_cond_broadcast(&r->cond);
 }
 
@@ -173,6 +177,54 @@ int
 rsm_repl_is(void *arg, const struct rsm_state *cur)
 {
 	return cur->repl == *(const enum rsm_repl *)arg;
+}
+
+/* ok for rsm_update: the disk state is *(enum rsm_disk *)arg. */
+static int
+rsm_disk_is(void *arg, const struct rsm_state *cur)
+{
+	return cur->disk == *(const enum rsm_disk *)arg;
+}
+
+void
+rsm_disk_io_begin(struct res *r)
+{
+	atomic_fetch_add(&r->disk_inflight, 1);
+}
+
+void
+rsm_disk_io_end(struct res *r, int n)
+{
+	enum rsm_disk from = RSM_D_FAILED;
+	struct rsm_state v = { .disk = RSM_D_DISKLESS };
+
+	/* Whoever sees the count at 0 after the detach says diskless: the
+	 * failed disk is no longer touched.  Both sides (the detach and the
+	 * last completion) check, so neither order misses it. */
+	if (atomic_fetch_sub(&r->disk_inflight, n) - n == 0 && atomic_load(&r->detached) &&
+	    rsm_update(r, RSM_F_DISK, &v, "no I/O in flight on the failed disk", rsm_disk_is,
+		       &from))
+		peer_state_changed(r);
+}
+
+int
+rsm_disk_error(struct res *r, int err, const char *what)
+{
+	struct rsm_state v = { .disk = RSM_D_FAILED };
+
+	if (r->conf.on_io_error_pass_on)
+		return 0;
+	if (atomic_exchange(&r->detached, 1))
+		return 1;	/* the first error said it */
+	LOG_ERROR("disk: %s failed: %s: detaching the disk (on-io-error = detach)", what,
+		  strerror(-err));
+	dm_detach(r->dm);
+	rsm_update(r, RSM_F_DISK, &v, "disk I/O error", NULL, NULL);
+	/* The peer must know: it is the only copy now, and this node may
+	 * not be its sync source. */
+	peer_state_changed(r);
+	rsm_disk_io_end(r, 0);
+	return 1;
 }
 
 void

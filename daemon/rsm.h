@@ -74,6 +74,19 @@ int rsm_demote(struct res *r, char *why, size_t len);
  * -EBUSY on a primary.  Any thread but the queue threads (it writes the
  * superblock). */
 int rsm_outdate(struct res *r, const char *why);
+/* A local disk or metadata I/O error (err < 0) of `what` ("a write at
+ * 4096+512").  on-io-error = pass-on: returns 0, the caller passes the
+ * error on.  detach: the first one logs, detaches the metadata
+ * (dm_detach), sets the disk failed and tells the peer; it becomes
+ * diskless once the disk I/O in flight has drained (rsm_disk_io_end).
+ * Returns 1: the disk is detached, no more local I/O.  Any thread that
+ * holds no lock. */
+int rsm_disk_error(struct res *r, int err, const char *what);
+/* The write path's local disk I/O: begin before it is issued, end once
+ * it completed (n = 1).  The last end on a detached disk makes it
+ * diskless.  Any thread. */
+void rsm_disk_io_begin(struct res *r);
+void rsm_disk_io_end(struct res *r, int n);
 /* The front end re-attaches a device left by a crashed daemon (ublk user
  * recovery) once daemon/resume.c allowed it: this node is primary again,
  * no longer a crashed primary, and its first write without the peer

@@ -9,6 +9,7 @@
 #include "daemon/link.h"
 #include "daemon/peer.h"
 #include "daemon/resource.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -83,13 +84,21 @@ wp_untrack(struct wp_queue *q, struct req *r)
 static void
 wp_finish(struct wp_queue *q, struct req *r)
 {
+	int detached = atomic_load(&q->res->detached);
+
 	if (!r->replica && wp_is_write(r)) {
-		/* Not on the peer although we meant it to be: it differs now. */
-		if ((r->peer_res || r->res) && !r->marked_oos)
+		/* Not on the peer although we meant it to be: it differs now.
+		 * A local failure on a detached disk is no difference for the
+		 * peer to repair: it has the data, this node has no disk. */
+		if ((r->peer_res || (r->res && !detached)) && !r->marked_oos)
 			dm_mark_oos(q->dm, r->off, r->len);
 		dm_write_end(q->dm, r->off, r->len);
 		cf_end(q->res->cf, r);
 	}
+	/* Detached: the peer's disk is the only one, so its answer is the
+	 * client's, whatever the local disk said before it failed. */
+	if (!r->replica && detached && r->to_peer)
+		r->res = r->peer_res ? -EIO : 0;
 	wp_untrack(q, r);
 	r->complete(r);
 }
@@ -130,7 +139,9 @@ wp_peer_done(struct req *r, int res)
 {
 	struct wp_queue *q = r->wait.ctx;
 
-	if (res && res != -ENOTCONN)
+	/* A detached peer refuses every write: it said so once, in its
+	 * state; the blocks are marked all the same (wp_finish). */
+	if (res && res != -ENOTCONN && !atomic_load(&q->res->peer_detached))
 		LOG_WARN("peer failed %s at %llu+%u: %s", r->type == REQ_FLUSH ? "a flush" : "a write",
 			 (unsigned long long)r->off, r->len, strerror(-res));
 	r->peer_res = res;
@@ -156,6 +167,40 @@ wp_local_done(struct wp_queue *q, struct req *r, int res)
 	wp_part_done(q, r, WP_P_LOCAL);
 }
 
+/* Tests only (lib/fault.h): a disk that fails its I/O. */
+static int
+wp_fault(const struct req *r, int res)
+{
+	if (res < 0)
+		return res;
+	if (wp_is_write(r) && FAULT("disk/write/eio"))
+		return -EIO;
+	if (r->type == REQ_READ && FAULT("disk/read/eio"))
+		return -EIO;
+	return res;
+}
+
+/* The local disk is done with r (res 0 or -errno): an error is the state
+ * machine's to judge (on-io-error) before the request completes, so that
+ * a detach already counts for it. */
+static void
+wp_disk_end(struct wp_queue *q, struct req *r, int res)
+{
+	char what[64];
+
+	if (res < 0) {
+		snprintf(what, sizeof(what), "%s at %llu+%u",
+			 r->type == REQ_READ ? "a read" : r->type == REQ_FLUSH ? "a flush" : "a write",
+			 (unsigned long long)r->off, r->len);
+		/* Detached, rsm_disk_error has logged it (once). */
+		if (!rsm_disk_error(q->res, res, what))
+			LOG_WARN("disk I/O error: %s failed: %s (on-io-error = pass-on)", what,
+				 strerror(-res));
+	}
+	wp_local_done(q, r, res);
+	rsm_disk_io_end(q->res, 1);
+}
+
 static void
 wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 {
@@ -167,6 +212,7 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 		wp_issue(q, r);
 		return;
 	}
+	res = wp_fault(r, res);
 	if (res < 0 && r->phase == PH_MAIN &&
 	    (r->type == REQ_TRIM || r->type == REQ_WRITE_ZEROES) &&
 	    (res == -EOPNOTSUPP || res == -ENOTSUP || res == -ENOSYS)) {
@@ -178,16 +224,14 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 		return;
 	}
 	if (res < 0) {
-		LOG_WARN("disk I/O error (type %u, offset %llu, length %u): %s", r->type,
-			 (unsigned long long)r->off, r->len, strerror(-res));
-		wp_local_done(q, r, res);
+		wp_disk_end(q, r, res);
 		return;
 	}
 	switch (r->phase) {
 	case PH_MAIN:
 		if (r->type == REQ_READ || r->type == REQ_WRITE) {
 			if (res == 0) {	/* past the end of the file: cannot happen on a sane disk */
-				wp_local_done(q, r, -EIO);
+				wp_disk_end(q, r, -EIO);
 				return;
 			}
 			r->done += (uint32_t)res;
@@ -211,7 +255,7 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 	case PH_SYNC:
 		break;
 	}
-	wp_local_done(q, r, 0);
+	wp_disk_end(q, r, 0);
 }
 
 static void
@@ -222,6 +266,7 @@ wp_init(struct wp_queue *q, struct req *r)
 	r->res = 0;
 	r->peer_res = 0;
 	r->marked_oos = 0;
+	r->to_peer = 0;
 	r->phase = (q->no_fallocate && (r->type == REQ_TRIM || r->type == REQ_WRITE_ZEROES))
 			   ? PH_ZERO_WRITE : PH_MAIN;
 	r->op.cb = wp_disk_done;
@@ -234,8 +279,21 @@ wp_init(struct wp_queue *q, struct req *r)
 static void
 wp_start(struct wp_queue *q, struct req *r, struct lk *link)
 {
-	r->pending = WP_P_LOCAL | (link ? WP_P_PEER : 0);
-	wp_issue(q, r);
+	int local = !atomic_load(&q->res->detached);
+
+	r->to_peer = link != NULL;
+	if (!local && !link) {
+		/* Detached and no peer to take it: nothing can serve it. */
+		r->pending = WP_P_LOCAL;
+		wp_local_done(q, r, -EIO);
+		return;
+	}
+	/* The failed disk is not touched again: the peer alone. */
+	r->pending = (local ? WP_P_LOCAL : 0) | (link ? WP_P_PEER : 0);
+	if (local) {
+		rsm_disk_io_begin(q->res);
+		wp_issue(q, r);
+	}
 	if (link)
 		lk_send(link, r);
 }
@@ -254,7 +312,8 @@ wp_link(struct wp_queue *q)
 static struct lk *
 wp_pull_ahead(struct wp_queue *q, struct req *r, struct lk *link)
 {
-	if (link && q->res->conf.protocol == CONF_PROTO_ASYNC &&
+	/* Detached, a write not sent would be nowhere. */
+	if (link && q->res->conf.protocol == CONF_PROTO_ASYNC && !atomic_load(&q->res->detached) &&
 	    q->res->conf.on_congestion_pull_ahead && lk_congested(link, r->len)) {
 		peer_set_ahead(q->res);
 		lk_send_oos(link, r->off, r->len, 1);
@@ -330,12 +389,15 @@ wp_submit(struct req_sink *s, struct req *r)
 	r->replica = 0;
 	wp_init(q, r);
 	if (r->type == REQ_READ) {
-		wp_start(q, r, NULL);
+		/* Detached: the peer's disk serves it (READ_REQ). */
+		wp_start(q, r, atomic_load(&q->res->detached) ? wp_link(q) : NULL);
 		return;
 	}
 	if (r->type == REQ_FLUSH) {
-		/* Async never waits for the peer: its lag is bounded instead. */
-		wp_start(q, r, q->res->conf.protocol == CONF_PROTO_ASYNC ? NULL : wp_link(q));
+		/* Async never waits for the peer: its lag is bounded instead;
+		 * but a detached node has only the peer's disk to flush. */
+		wp_start(q, r, q->res->conf.protocol == CONF_PROTO_ASYNC &&
+			 !atomic_load(&q->res->detached) ? NULL : wp_link(q));
 		return;
 	}
 	if (!atomic_load_explicit(&q->res->writable, memory_order_acquire)) {

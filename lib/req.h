@@ -51,6 +51,7 @@ struct req {
 	uint8_t replica;        /* arrived from the peer: no role check, no marks */
 	uint8_t marked_oos;     /* write path: the bitmap was marked for it */
 	uint8_t frozen;         /* write path: held while I/O is frozen (fencing) */
+	uint8_t to_peer;        /* write path: sent to the peer (its answer counts) */
 	int peer_res;           /* write path: the peer's result, or -ENOTCONN */
 	/* Each list has its own link: a request is on the conflict tracker's
 	 * list for as long as it is in flight, and meanwhile may wait on the

@@ -31,6 +31,7 @@ enum px_len_rule {
 	PX_LEN_EXACT = 1, /* exactly len */
 	PX_LEN_UPTO,      /* at least min, at most len */
 	PX_LEN_DATA,      /* struct px_io plus at most max_data bytes */
+	PX_LEN_ACK_DATA,  /* struct px_ack plus at most max_data bytes */
 };
 
 struct px_type_info {
@@ -69,6 +70,8 @@ static const struct px_type_info px_types[PX_TYPE_MAX] = {
 	[PX_CSUM_REQ] = EXACT("CSUM_REQ", sizeof(struct px_io)),
 	[PX_CSUM] = EXACT("CSUM", sizeof(struct px_csum)),
 	[PX_OOS] = EXACT_F("OOS", sizeof(struct px_io), PX_F_AHEAD),
+	[PX_READ_REQ] = EXACT("READ_REQ", sizeof(struct px_io)),
+	[PX_READ_DATA] = { .name = "READ_DATA", .rule = PX_LEN_ACK_DATA },
 };
 
 /* Offsets in the header. */
@@ -161,6 +164,8 @@ px_max_len(uint16_t type, uint32_t max_data)
 		return 0;
 	if (ti->rule == PX_LEN_DATA)
 		return (uint32_t)sizeof(struct px_io) + clamp_data(max_data);
+	if (ti->rule == PX_LEN_ACK_DATA)
+		return (uint32_t)sizeof(struct px_ack) + clamp_data(max_data);
 	return ti->len;
 }
 
@@ -172,6 +177,8 @@ px_min_len(const struct px_type_info *ti)
 		return ti->len;
 	case PX_LEN_UPTO:
 		return ti->min;
+	case PX_LEN_ACK_DATA:
+		return sizeof(struct px_ack);
 	default:
 		return sizeof(struct px_io);
 	}

@@ -57,6 +57,8 @@ enum px_type {
 	PX_CSUM_REQ = 40,    /* struct px_io: target asks for a hash (verify, csum resync) */
 	PX_CSUM = 41,        /* struct px_csum */
 	PX_OOS = 42,         /* struct px_io, no data: mark a range out of sync */
+	PX_READ_REQ = 43,    /* struct px_io: a diskless primary reads from the peer's disk */
+	PX_READ_DATA = 44,   /* struct px_ack + the px_io's length of data when status is 0 */
 	PX_TYPE_MAX
 };
 

@@ -47,7 +47,8 @@ usage(FILE *f)
 		"  show-md                                     print the on-disk metadata (daemon stopped)\n"
 		"  status [--json]          events             promote [--force]     demote\n"
 		"  connect   disconnect     invalidate [--force]  verify             discard-my-data\n"
-		"  wait-sync [--timeout S]  wait-connect [--timeout S]  resume-io  outdate\n");
+		"  wait-sync [--timeout S]  wait-connect [--timeout S]  resume-io  outdate\n"
+		"  attach\n");
 }
 
 static void
@@ -463,7 +464,7 @@ main(int argc, char **argv)
 	};
 	static const char *daemon_cmds[] = { "status", "events", "promote", "demote", "connect",
 					     "disconnect", "invalidate", "verify",
-					     "discard-my-data", "resume-io", "outdate" };
+					     "discard-my-data", "resume-io", "outdate", "attach" };
 	struct opts o = { .granularity = 4096 };
 	const char *cmd;
 	char *end;

@@ -224,6 +224,8 @@ test_conf_enum_values(void)
 		{ "direct-io = no", 2, CONF_DIRECT_NO },
 		{ "on-congestion = block", 3, 0 },
 		{ "on-congestion = pull-ahead", 3, 1 },
+		{ "on-io-error = detach", 4, 0 },
+		{ "on-io-error = pass-on", 4, 1 },
 	};
 	char text[512];
 
@@ -237,6 +239,7 @@ test_conf_enum_values(void)
 		case 1: got = (int)cf.frontend; break;
 		case 2: got = (int)cf.direct_io; break;
 		case 3: got = cf.on_congestion_pull_ahead; break;
+		case 4: got = cf.on_io_error_pass_on; break;
 		}
 		CU_ASSERT_EQUAL(got, cases[i].want);
 	}
@@ -367,6 +370,7 @@ test_conf_bad_value(void)
 		{ "frontend = iscsi", "frontend", "expected ublk, nbd or export" },
 		{ "direct-io = maybe", "direct-io", "expected auto, yes or no" },
 		{ "on-congestion = drop", "on-congestion", "expected block or pull-ahead" },
+		{ "on-io-error = panic", "on-io-error", "expected detach or pass-on" },
 		{ "queues = 0", "queues", "expected a number from 1 to 16" },
 		{ "queues = 17", "queues", "expected a number from 1 to 16" },
 		{ "queues = -1", "queues", "expected a number from 1 to 16" },
@@ -657,6 +661,7 @@ test_conf_dump_round_trip(void)
 		"ping-timeout = 0.5\n"
 		"max-async-lag = 1073741824\n"
 		"on-congestion = pull-ahead\n"
+		"on-io-error = detach\n"
 		"after-sb-0pri = disconnect\n"
 		"resync-rate = 104857600\n"
 		"fencing = dont-care\n"
@@ -710,6 +715,7 @@ test_conf_dump_defaults(void)
 		"ping-timeout = 5\n"
 		"max-async-lag = 67108864\n"
 		"on-congestion = block\n"
+		"on-io-error = detach\n"
 		"after-sb-0pri = disconnect\n"
 		"resync-rate = 0\n"
 		"fencing = dont-care\n"

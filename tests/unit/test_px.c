@@ -169,6 +169,23 @@ test_px_hdr_unknown_type(void)
 	CU_ASSERT_EQUAL(px_max_len(99, MAX_DATA), 0);
 }
 
+/* READ_REQ is a bare range; READ_DATA is a status, then at most max_data
+ * bytes of data (the link checks the exact length against its request). */
+static void
+test_px_read_lengths(void)
+{
+	CU_ASSERT_EQUAL(decode(PX_READ_REQ, 0, sizeof(struct px_io), MAX_DATA), 0);
+	CU_ASSERT_EQUAL(decode(PX_READ_REQ, 0, sizeof(struct px_io) + 1, MAX_DATA), -EMSGSIZE);
+	CU_ASSERT_EQUAL(decode(PX_READ_REQ, PX_F_FUA, sizeof(struct px_io), MAX_DATA), -EPROTO);
+	CU_ASSERT_EQUAL(decode(PX_READ_DATA, 0, sizeof(struct px_ack), MAX_DATA), 0);
+	CU_ASSERT_EQUAL(decode(PX_READ_DATA, 0, sizeof(struct px_ack) + MAX_DATA, MAX_DATA), 0);
+	CU_ASSERT_EQUAL(decode(PX_READ_DATA, 0, sizeof(struct px_ack) - 1, MAX_DATA), -EMSGSIZE);
+	CU_ASSERT_EQUAL(decode(PX_READ_DATA, 0, sizeof(struct px_ack) + MAX_DATA + 1, MAX_DATA),
+			-EMSGSIZE);
+	CU_ASSERT_EQUAL(px_max_len(PX_READ_DATA, MAX_DATA), sizeof(struct px_ack) + MAX_DATA);
+	CU_ASSERT_STRING_EQUAL(px_type_name(PX_READ_DATA), "READ_DATA");
+}
+
 static void
 test_px_hdr_flags(void)
 {
@@ -1298,6 +1315,7 @@ main(void)
 		{ "test_px_hdr_reserved", test_px_hdr_reserved },
 		{ "test_px_hdr_unknown_type", test_px_hdr_unknown_type },
 		{ "test_px_hdr_flags", test_px_hdr_flags },
+		{ "test_px_read_lengths", test_px_read_lengths },
 		{ "test_px_hdr_oversize", test_px_hdr_oversize },
 		{ "test_px_hdr_fixed_size", test_px_hdr_fixed_size },
 		{ "test_px_max_len", test_px_max_len },
