@@ -54,7 +54,7 @@ ifeq ($(V),1)
 Q :=
 endif
 
-.PHONY: all check check-unit check-integration check-vm demo bench install deps lint clean
+.PHONY: all check check-unit check-integration check-vm check-tsan demo bench install deps lint clean
 all: $(B)/mirrord $(B)/mirrorctl
 
 $(B)/%.o: %.c
@@ -95,6 +95,15 @@ check-unit: deps
 check-integration: deps
 	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=1 all units
 	$(Q)tests/run --bin build/asan integration
+
+# The replication tests against the ThreadSanitizer build (build/tsan); any
+# TSan report fails the test.  make check runs two of them under TSan
+# (tests/integration/test-tsan.sh).
+TSAN_TESTS := test-repl-protocols test-repl-resync test-repl-crash test-repl-verify \
+              test-repl-pullahead test-fencing test-repl-switchover test-repl-outdated
+check-tsan: deps
+	$(Q)$(MAKE) --no-print-directory B=build/tsan TSAN=1 all
+	$(Q)tests/run --bin build/tsan $(TSAN_TESTS)
 
 # The kernel front ends, in a VM (tests/vm/lib.sh).
 check-vm: deps
