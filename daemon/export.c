@@ -279,7 +279,12 @@ export_listen_unix(struct res *r, const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	export_is_unix = 1;
-	snprintf(r->device, sizeof(r->device), "nbd+unix:///%s?socket=%s", r->conf.name, path);
+	{
+		char dev[sizeof(r->device)];
+
+		snprintf(dev, sizeof(dev), "nbd+unix:///%s?socket=%s", r->conf.name, path);
+		res_device_set(r, dev);
+	}
 	return fd;
 }
 
@@ -321,7 +326,12 @@ export_listen_tcp(struct res *r, const char *spec, char *err, size_t errlen)
 		return rc;
 	}
 	freeaddrinfo(ai);
-	snprintf(r->device, sizeof(r->device), "nbd://%s/%s", spec, r->conf.name);
+	{
+		char dev[sizeof(r->device)];
+
+		snprintf(dev, sizeof(dev), "nbd://%s/%s", spec, r->conf.name);
+		res_device_set(r, dev);
+	}
 	return fd;
 }
 
