@@ -8,7 +8,7 @@ DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
            libcunit1-dev libinih-dev libjson-c-dev libnbd-bin python3-libnbd \
            qemu-utils nbdkit fio mandoc iproute2 procps \
            qemu-system-x86 qemu-system-common busybox-static kmod cpio xz-utils zstd e2fsprogs \
-           libfiu-dev fiu-utils nftables
+           libfiu-dev fiu-utils nftables libtsan2
 
 # The OCF agent's test: ocf-tester, ocf-shellfuncs, and xmllint for meta-data.
 DEBS    += resource-agents libxml2-utils
@@ -23,8 +23,17 @@ ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
 LDFLAGS += -fsanitize=address,undefined
 endif
-# Failpoints (lib/fault.h, Debian's libfiu): in the test build only.
-FIU     ?= $(SAN)
+# ThreadSanitizer (gcc's libtsan): `make TSAN=1 B=build/tsan`, for
+# `make check-tsan`.  ASan and TSan cannot share a binary.
+ifeq ($(TSAN),1)
+ifeq ($(SAN),1)
+$(error SAN=1 and TSAN=1 are mutually exclusive: build them in separate B= directories)
+endif
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer -O1
+LDFLAGS += -fsanitize=thread
+endif
+# Failpoints (lib/fault.h, Debian's libfiu): in the test builds only.
+FIU     ?= $(if $(filter 1,$(SAN) $(TSAN)),1,0)
 ifeq ($(FIU),1)
 CPPFLAGS += -DFIU_ENABLE
 LDLIBS  += -lfiu
@@ -45,7 +54,7 @@ ifeq ($(V),1)
 Q :=
 endif
 
-.PHONY: all check check-unit check-integration check-vm demo bench install deps lint clean
+.PHONY: all check check-unit check-integration check-vm check-tsan demo bench install deps lint clean
 all: $(B)/mirrord $(B)/mirrorctl
 
 $(B)/%.o: %.c
@@ -86,6 +95,15 @@ check-unit: deps
 check-integration: deps
 	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=1 all units
 	$(Q)tests/run --bin build/asan integration
+
+# The replication tests against the ThreadSanitizer build (build/tsan); any
+# TSan report fails the test.  make check runs two of them under TSan
+# (tests/integration/test-tsan.sh).
+TSAN_TESTS := test-repl-protocols test-repl-resync test-repl-crash test-repl-verify \
+              test-repl-pullahead test-fencing test-repl-switchover test-repl-outdated
+check-tsan: deps
+	$(Q)$(MAKE) --no-print-directory B=build/tsan TSAN=1 all
+	$(Q)tests/run --bin build/tsan $(TSAN_TESTS)
 
 # The kernel front ends, in a VM (tests/vm/lib.sh).
 check-vm: deps

@@ -44,6 +44,8 @@ export_conn_gone(struct res *r)
 	atomic_fetch_sub(&r->export_conns, 1);
 }
 
+/* The handshake on fd no longer needs waking by export_close(): fd is
+ * about to be closed or handed to a queue. */
 static void
 export_hs_forget(int fd)
 {
@@ -54,6 +56,15 @@ export_hs_forget(int fd)
 			break;
 		}
 	}
+	pthread_mutex_unlock(&hs_lock);
+}
+
+/* The handshake thread's last touch of shared state: export_close() may
+ * return, and the queues' loops be freed, from here on. */
+static void
+export_hs_exit(void)
+{
+	pthread_mutex_lock(&hs_lock);
 	hs_count--;
 	pthread_cond_broadcast(&hs_cond);
 	pthread_mutex_unlock(&hs_lock);
@@ -105,8 +116,11 @@ export_hs_thread(void *arg)
 		 * to max-io-size; others may send what the spec allows by
 		 * default, served in pieces. */
 		o.max_request = res.block_size ? 0 : MAX(NBD_DEFAULT_MAX_PAYLOAD, r->conf.max_io_size);
+		/* Posts to a queue's loop: counted in hs_count until it
+		 * returns, or a shutdown could free the loop under ev_post. */
 		queue_adopt_nbd(r, h->fd, &o, name);
 		free(h);
+		export_hs_exit();
 		return NULL;
 	}
 	if (rc == -ESHUTDOWN)
@@ -122,6 +136,7 @@ export_hs_thread(void *arg)
 	export_conn_gone(r);
 	close(h->fd);
 	free(h);
+	export_hs_exit();
 	return NULL;
 }
 
@@ -166,6 +181,7 @@ export_start_hs(struct res *r, int fd)
 		free(h);
 	}
 	export_hs_forget(fd);
+	export_hs_exit();
 	export_conn_gone(r);
 	close(fd);
 }
@@ -263,7 +279,12 @@ export_listen_unix(struct res *r, const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	export_is_unix = 1;
-	snprintf(r->device, sizeof(r->device), "nbd+unix:///%s?socket=%s", r->conf.name, path);
+	{
+		char dev[sizeof(r->device)];
+
+		snprintf(dev, sizeof(dev), "nbd+unix:///%s?socket=%s", r->conf.name, path);
+		res_device_set(r, dev);
+	}
 	return fd;
 }
 
@@ -305,7 +326,12 @@ export_listen_tcp(struct res *r, const char *spec, char *err, size_t errlen)
 		return rc;
 	}
 	freeaddrinfo(ai);
-	snprintf(r->device, sizeof(r->device), "nbd://%s/%s", spec, r->conf.name);
+	{
+		char dev[sizeof(r->device)];
+
+		snprintf(dev, sizeof(dev), "nbd://%s/%s", spec, r->conf.name);
+		res_device_set(r, dev);
+	}
 	return fd;
 }
 

@@ -160,7 +160,7 @@ fe_nbd_unbind(struct res *r, char *err, size_t len)
 	n->disconnected = 0;
 	n->index = -1;
 	n->nsocks = 0;
-	r->device[0] = '\0';
+	res_device_set(r, "");
 	return 0;
 }
 
@@ -232,7 +232,12 @@ fe_nbd_activate(struct res *r, char *err, size_t len)
 	}
 	n->index = index;
 	n->nsocks = c.nsocks;
-	snprintf(r->device, sizeof(r->device), "/dev/nbd%d", index);
+	{
+		char dev[32];
+
+		snprintf(dev, sizeof(dev), "/dev/nbd%d", index);
+		res_device_set(r, dev);
+	}
 	rc = fe_nbd_limit_io(r, index, err, len);
 	if (rc) {
 		char why[256];

@@ -313,7 +313,7 @@ fe_ublk_remove(struct fe_ublk *u, int bdev_fd)
 	unlink(u->state_path);
 	u->dev_id = -1;
 	u->nq = 0;
-	u->r->device[0] = '\0';
+	res_device_set(u->r, "");
 	return 0;
 }
 
@@ -338,9 +338,12 @@ fe_ublk_open_cdev(struct fe_ublk *u)
 static void
 fe_ublk_announce(struct fe_ublk *u, const char *how)
 {
-	snprintf(u->r->device, sizeof(u->r->device), "/dev/ublkb%d", u->dev_id);
+	char dev[32];
+
+	snprintf(dev, sizeof(dev), "/dev/ublkb%d", u->dev_id);
+	res_device_set(u->r, dev);
 	LOG_INFO("device %s %s: %llu bytes, %u-byte blocks, %u %s of %u tags, I/O up to %u bytes",
-		 u->r->device, how, (unsigned long long)ublk_capacity(&u->geom), u->geom.block,
+		 dev, how, (unsigned long long)ublk_capacity(&u->geom), u->geom.block,
 		 u->nq, u->nq == 1 ? "queue" : "queues", u->geom.depth, u->geom.max_io);
 }
 

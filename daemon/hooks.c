@@ -98,7 +98,10 @@ hook_exec(struct res *r, const char *path, enum hook_event ev, const struct rsm_
 	snprintf(vars[6], sizeof(vars[6]), "BLKMIRROR_CONNECTION=%s", rsm_conn_name(s->conn));
 	snprintf(vars[7], sizeof(vars[7]), "BLKMIRROR_REPLICATION=%s", rsm_repl_name(s->repl));
 	snprintf(vars[8], sizeof(vars[8]), "BLKMIRROR_CONFIG=%s", c->file);
+	/* The control thread may be replacing it (promote, demote). */
+	pthread_mutex_lock(&r->lock);
 	snprintf(vars[9], sizeof(vars[9]), "BLKMIRROR_DEVICE=%s", r->device);
+	pthread_mutex_unlock(&r->lock);
 	for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
 		envp[n++] = vars[i];
 	/* The daemon's own environment (PATH...) follows, bounded. */

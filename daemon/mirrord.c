@@ -339,8 +339,14 @@ main(int argc, char **argv)
 		code = EXIT_RUNTIME;
 		goto out;
 	}
-	LOG_INFO("ready: role %s, disk %s, device %s", rsm_role_name(r->state.role),
-		 rsm_disk_name(r->state.disk), r->device);
+	{
+		struct rsm_state st;
+
+		/* The peer thread runs: the state is read under its lock. */
+		rsm_get(r, &st);
+		LOG_INFO("ready: role %s, disk %s, device %s", rsm_role_name(st.role),
+			 rsm_disk_name(st.disk), r->device);
+	}
 	notify_parent(notify_fd, 0);
 	notify_fd = -1;
 	rc = ev_run(r->ctl_loop);

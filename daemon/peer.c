@@ -67,7 +67,11 @@ struct peer_hs_job {
 	uint16_t link, queue;    /* what the connector asks for */
 	int expired;             /* shut down by the supervisor */
 	int in_tls;              /* failed in the TLS handshake (read after join) */
-	int state;               /* (hs_lock) PEER_HS_* */
+	/* PEER_HS_*: RUNNING -> DONE by the handshake thread under hs_lock,
+	 * after rc and err; every other change by the supervisor, which
+	 * also reads it without the lock (FREE or not is its own to change),
+	 * hence atomic. */
+	_Atomic int state;
 	int rc;                  /* (hs_lock) once DONE */
 	char err[256];           /* (hs_lock) once DONE */
 	struct peer_conn c;

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "daemon/conf.h"
 #include "daemon/ctl.h"
@@ -57,7 +58,11 @@ struct res {
 	uint64_t md_size;         /* bytes of the metadata device, for attach */
 	struct dm *dm;
 	uint64_t size;            /* data bytes exposed */
-	char device[512];         /* what status shows as "device" */
+	/* What status shows as "device": written by the control thread
+	 * (front-end open, promote, demote, close) under lock, through
+	 * res_device_set(); read there freely, on other threads (the hook
+	 * worker, fence-peer on the peer thread) under lock. */
+	char device[512];
 
 	/* Held across a decision on the role or disk state, the superblock
 	 * write that records it and the state store (promote, demote,
@@ -100,5 +105,15 @@ struct res {
 	_Atomic int disk_inflight; /* write path's local disk I/O in flight, all queues */
 	_Atomic int peer_detached; /* the connected peer's disk is failed or diskless */
 };
+
+/* Control thread: r->device = dev ("" when there is none), under r->lock
+ * for the hook threads reading it.  Never with r->lock held. */
+static inline void
+res_device_set(struct res *r, const char *dev)
+{
+	pthread_mutex_lock(&r->lock);
+	snprintf(r->device, sizeof(r->device), "%s", dev);
+	pthread_mutex_unlock(&r->lock);
+}
 
 #endif

@@ -25,6 +25,8 @@ BM_PIDS=()               # daemons still to be killed at exit
 BM_LOGS=()               # their logs, scanned for sanitizer reports at exit
 BM_EXIT_HOOKS=()         # commands for bm_on_exit, run last-first
 BM_FAIL_MSG=
+# A report of ASan, LSan, UBSan or TSan (the TSan build, make check-tsan).
+BM_SAN_RE='ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer'
 BM_LAST_ERR=
 trap 'BM_LAST_ERR="${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND"' ERR
 
@@ -151,11 +153,12 @@ bm_cleanup() {
         eval "${BM_EXIT_HOOKS[i]}"
     done
 
-    # A sanitizer report in any daemon's log fails the test.
+    # A sanitizer report in any daemon's log fails the test (with TSan's
+    # halt_on_error=0 the daemon runs on and reports every race).
     for log in "${BM_LOGS[@]}"; do
-        if grep -Eq 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log" 2>/dev/null; then
+        if grep -Eq "$BM_SAN_RE" "$log" 2>/dev/null; then
             echo "--- sanitizer report in $log" >&2
-            grep -E -A 30 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log" | head -n 60 >&2
+            grep -E -A 30 "$BM_SAN_RE" "$log" | head -n 60 >&2
             rc=1
             BM_FAIL_MSG="sanitizer report in ${log##*/}"
         fi
