@@ -84,6 +84,7 @@ struct wnode {
 	int apart;		/* truth: was primary without the peer since they last agreed */
 	int hist_lost;		/* truth: a generation fell off the end of the history */
 	int discarded;		/* truth: its writes were given up for a resync not ended yet */
+	int lc_window;		/* truth: crashed between SYNC_DONE and peer_changes_sent() */
 };
 
 struct wstate {
@@ -91,6 +92,7 @@ struct wstate {
 	uint32_t sigs;		/* set of write signatures present */
 	int conn;		/* connected (a session established) */
 	int src;		/* resync running: 1 + source node; 0 none */
+	int ahead;		/* that resync is a pull-ahead catch-up (r->ahead, RSM_R_BEHIND) */
 	int sb;			/* the last connect found split brain */
 	int sep;		/* how the pair last came apart */
 };
@@ -98,13 +100,13 @@ struct wstate {
 /* Packed and canonical: generations renamed in order of appearance. */
 struct cnode {
 	uint8_t cur, bm, hist[META_HISTORY];
-	uint8_t flags, primary, disk, bump, discard, apart, hist_lost, discarded;
+	uint8_t flags, primary, disk, bump, discard, apart, hist_lost, discarded, lc_window;
 };
 
 struct cstate {
 	struct cnode n[2];
 	uint32_t sigs;
-	uint8_t conn, src, sb, sep;
+	uint8_t conn, src, sb, sep, ahead;
 };
 
 /* ---- canonical form ---- */
@@ -144,12 +146,14 @@ pack(const struct wstate *w, struct cstate *c)
 		b->apart = (uint8_t)a->apart;
 		b->hist_lost = (uint8_t)a->hist_lost;
 		b->discarded = (uint8_t)a->discarded;
+		b->lc_window = (uint8_t)a->lc_window;
 	}
 	c->sigs = w->sigs;
 	c->conn = (uint8_t)w->conn;
 	c->src = (uint8_t)w->src;
 	c->sb = (uint8_t)w->sb;
 	c->sep = (uint8_t)w->sep;
+	c->ahead = (uint8_t)w->ahead;
 }
 
 static void
@@ -172,12 +176,14 @@ unpack(const struct cstate *c, struct wstate *w)
 		a->apart = b->apart;
 		a->hist_lost = b->hist_lost;
 		a->discarded = b->discarded;
+		a->lc_window = b->lc_window;
 	}
 	w->sigs = c->sigs;
 	w->conn = c->conn;
 	w->src = c->src;
 	w->sb = c->sb;
 	w->sep = c->sep;
+	w->ahead = c->ahead;
 }
 
 /* ---- the data: signature sets ---- */
@@ -397,13 +403,14 @@ enum ev {
 	EV_VERIFY,
 	EV_DISCARD,		/* discard-my-data, after a split brain */
 	EV_STOP,		/* clean stop and start again */
+	EV_AHEAD_WRITE,		/* async, on-congestion pull-ahead: a write marked, not sent */
 	EV_N
 };
 
 static const char *const ev_names[EV_N] = {
 	"write", "write-link-fails", "crash", "link-loss", "disconnect", "connect",
 	"promote", "demote", "resync-end", "invalidate", "verify", "discard-my-data",
-	"stop and start",
+	"stop and start", "write (pulled ahead)",
 };
 
 static const char *const crash_variants[] = {
@@ -414,6 +421,7 @@ static const char *const crash_variants[] = {
 static const char *const end_variants[] = {
 	" (complete)", " (target crashed before recording)",
 	" (link lost before the source confirmed)",
+	" (source crashed between SYNC_DONE and peer_changes_sent)",
 };
 
 #define EV_CODE(e, i, v) ((uint16_t)(((e) << 8) | ((i) << 4) | (v)))
@@ -424,7 +432,7 @@ enum fail {
 	F_UNRELATED, F_PRIMARY_TARGET, F_END_DIFF, F_VERIFY_DIFF, F_NOSYNC_PRIMARY_BITS,
 	/* Known limits: counted and shown, not failed (see the report in
 	 * test_gen.c's regression cases). */
-	F_KNOWN_UNRELATED_HISTORY, F_KNOWN_SB_DISCARD_LOST, F_N
+	F_KNOWN_UNRELATED_HISTORY, F_KNOWN_SB_DISCARD_LOST, F_KNOWN_SB_LOCAL_CHANGES, F_N
 };
 #define F_FIRST_KNOWN F_KNOWN_UNRELATED_HISTORY
 
@@ -436,6 +444,7 @@ static const char *const fail_names[F_N] = {
 	"data differ while connected in sync (verify)", "no-sync with a primary's bits left",
 	"known limit: unrelated, a shared generation fell off the history",
 	"known limit: split brain again, discard-my-data lost in a crash of its resync target",
+	"known limit: split brain from local-changes left by a crash between SYNC_DONE and peer_changes_sent",
 };
 
 struct stats {
@@ -584,10 +593,13 @@ model_connect(struct wstate *w)
 	if (true_sb && d0 != GEN_SPLIT_BRAIN && !operator)
 		fail(F_MISSED_SB, "node 0 %s (row %d)", gen_decision_name(g0), r0);
 	if (d0 == GEN_SPLIT_BRAIN && !true_sb) {
-		if (w->n[0].apart && w->n[1].apart)
+		if ((w->n[0].apart || acked_only_on(w, 0)) && (w->n[1].apart || acked_only_on(w, 1)))
 			st.sb_roles_only++;
 		else if (w->n[0].discarded || w->n[1].discarded)
 			fail(F_KNOWN_SB_DISCARD_LOST, "row %d/%d", r0, r1);
+		else if ((w->n[0].lc_window && (w->n[0].flags & META_F_LOCAL_CHANGES)) ||
+			 (w->n[1].lc_window && (w->n[1].flags & META_F_LOCAL_CHANGES)))
+			fail(F_KNOWN_SB_LOCAL_CHANGES, "row %d/%d", r0, r1);
 		else
 			fail(F_FALSE_SB, "row %d/%d", r0, r1);
 	}
@@ -681,6 +693,7 @@ crash(struct wstate *w, int i, int variant)
 	n->discard = 0;
 	w->conn = 0;
 	w->src = 0;
+	w->ahead = 0;
 	if (conn) {
 		teardown(w, j, 1, 0, 0);
 		w->sep = SEP_LOST;
@@ -714,40 +727,72 @@ confirmed(struct wstate *w, int s, int t)
 	sn->flags &= ~(META_F_CRASHED_PRIMARY | META_F_LOCAL_CHANGES);
 }
 
+/* peer.c peer_changes_sent() on node s: the pass ended, nothing out of
+ * sync is left, local-changes no longer holds. */
 static void
+changes_sent(struct wstate *w, int s)
+{
+	if (!any_oos(w, s))
+		w->n[s].flags &= ~META_F_LOCAL_CHANGES;
+}
+
+/* The end of a resync (or of a pull-ahead catch-up), as
+ * peer_established() runs it on the source ("done": SYNC_DONE, then
+ * peer_changes_sent()) and on the target (peer_sync_finished_target(),
+ * its STATE back, peer_sync_confirmed() on the source).  Variants:
+ *   0 every step;
+ *   1 the target crashed before it recorded the end;
+ *   2 the link went before the target's STATE reached the source (not
+ *     after a catch-up: there is no confirmation then);
+ *   3 the source crashed right after sending SYNC_DONE, before
+ *     peer_changes_sent() (and the confirmation). */
+static int
 rs_end(struct wstate *w, int variant)
 {
-	int s = w->src - 1, t = 1 - s;
+	int s = w->src - 1, t = 1 - s, ahead = w->ahead;
 	uint32_t m;
 
+	if (variant == 2 && ahead)
+		return 0;
 	/* The resync moved every marked block (resync.c) and cleared the
 	 * bits; peer_sync_finished_source() made the source's durable. */
 	w->sigs = sigs_map(w->sigs, f_copy, &s);
 	m = W_OOS(s);
 	w->sigs = sigs_map(w->sigs, f_clear_bits, &m);
 	w->src = 0;
+	w->ahead = 0;
 	if (variant == 1) {
-		/* The target crashed before it recorded the end: its bits come
-		 * back from disk, it stays inconsistent.  The source loses the
-		 * link. */
+		/* Its bits come back from disk, it stays inconsistent; the
+		 * source loses the link. */
+		changes_sent(w, s);
 		crash(w, t, 0);
-		return;
+		return 1;
 	}
 	m = W_OOS(t);
 	w->sigs = sigs_map(w->sigs, f_clear_bits, &m);
 	finished_target(w, s, t);
+	if (variant == 3) {
+		/* Local-changes stays; bits the resync cleared in memory come
+		 * back from disk. */
+		if (w->n[s].flags & META_F_LOCAL_CHANGES)
+			w->n[s].lc_window = 1;
+		crash(w, s, 2);
+		return 1;
+	}
+	changes_sent(w, s);
 	if (variant == 2) {
-		/* The target's STATE never reached the source. */
 		w->conn = 0;
 		teardown(w, 0, 1, 0, 0);
 		teardown(w, 1, 1, 0, 0);
 		w->sep = SEP_LOST;
-		return;
+		return 1;
 	}
-	confirmed(w, s, t);
+	if (!ahead)
+		confirmed(w, s, t);
 	if (!data_equal(w))
 		fail(F_END_DIFF, "source %d", s);
 	w->n[0].apart = w->n[1].apart = 0;
+	return 1;
 }
 
 /* rsm.c rsm_promote_decide() (no --force) and rsm_promote(): 0 when refused. */
@@ -784,6 +829,7 @@ promote(struct wstate *w, int i)
 		teardown(w, 1 - i, 0, 0, 1);
 		w->conn = 0;
 		w->src = 0;
+		w->ahead = 0;
 		n->apart = o->apart = 0;
 		model_connect(w);
 	}
@@ -838,9 +884,28 @@ linkfail_write(struct wstate *w, int i)
 	add_write(w, W_ON(i) | W_OOS(i) | W_ACK);	/* acknowledged after the teardown */
 	w->conn = 0;
 	w->src = 0;
+	w->ahead = 0;
 	teardown(w, 0, 1, 0, 0);
 	teardown(w, 1, 1, 0, 0);
 	w->sep = SEP_LOST;
+	return 1;
+}
+
+/* wpath.c wp_pull_ahead(): past max-async-lag a connected primary goes on
+ * alone, its writes marked and the peer told (PX_OOS: it marks them too,
+ * is "behind", and outdates itself: peer_set_behind, rsm_outdate); the
+ * catch-up resync runs when the lag drains (resync-end). */
+static int
+ahead_write(struct wstate *w, int i)
+{
+	int j = 1 - i;
+
+	if (!w->n[i].primary || !w->conn || (w->src && !w->ahead))
+		return 0;
+	add_write(w, W_ON(i) | W_OOS(i) | W_OOS(j) | W_ACK);
+	w->src = 1 + i;
+	w->ahead = 1;
+	outdate(&w->n[j]);
 	return 1;
 }
 
@@ -856,6 +921,7 @@ disconnect(struct wstate *w)
 		return 0;
 	w->conn = 0;
 	w->src = 0;
+	w->ahead = 0;
 	teardown(w, 0, 0, 1, p1);
 	teardown(w, 1, 0, p0, p0);
 	w->sep = SEP_ORDERLY;
@@ -869,6 +935,7 @@ link_loss(struct wstate *w)
 		return 0;
 	w->conn = 0;
 	w->src = 0;
+	w->ahead = 0;
 	teardown(w, 0, 1, 0, 0);
 	teardown(w, 1, 1, 0, 0);
 	w->sep = SEP_LOST;
@@ -893,6 +960,7 @@ invalidate(struct wstate *w, int i)
 	n->disk = D_INCONSISTENT;
 	w->conn = 0;
 	w->src = 0;
+	w->ahead = 0;
 	teardown(w, i, 0, 1, pj);
 	teardown(w, 1 - i, 0, 0, 0);
 	model_connect(w);
@@ -935,6 +1003,7 @@ stop(struct wstate *w, int i)
 	if (w->conn) {
 		w->conn = 0;
 		w->src = 0;
+		w->ahead = 0;
 		teardown(w, i, 0, 1, pj);
 		teardown(w, 1 - i, 0, 0, pi);
 		w->sep = SEP_ORDERLY;
@@ -973,12 +1042,12 @@ apply(struct wstate *w, int e, int i, int v)
 	case EV_RS_END:
 		if (i != 0 || !w->src)
 			return 0;
-		rs_end(w, v);
-		return 1;
+		return rs_end(w, v);
 	case EV_INVALIDATE: return invalidate(w, i);
 	case EV_VERIFY: return i == 0 && verify(w);
 	case EV_DISCARD: return discard(w, i);
 	case EV_STOP: return stop(w, i);
+	case EV_AHEAD_WRITE: return ahead_write(w, i);
 	}
 	return 0;
 }
@@ -986,7 +1055,7 @@ apply(struct wstate *w, int e, int i, int v)
 static int
 ev_variants(int e)
 {
-	return e == EV_CRASH ? 6 : e == EV_RS_END ? 3 : 1;
+	return e == EV_CRASH ? 6 : e == EV_RS_END ? 4 : 1;
 }
 
 /* ---- the enumeration ---- */
@@ -1065,8 +1134,9 @@ print_state(const struct cstate *c)
 			(n->flags & META_F_LOCAL_CHANGES) ? " local-changes" : "",
 			n->bump ? " gen-on-write" : "", n->discard ? " discard" : "");
 	}
-	fprintf(stderr, "      %s%s, writes:", c->conn ? "connected" : "disconnected",
-		c->src ? (c->src == 1 ? ", resync 0->1" : ", resync 1->0") : "");
+	fprintf(stderr, "      %s%s%s, writes:", c->conn ? "connected" : "disconnected",
+		c->src ? (c->src == 1 ? ", resync 0->1" : ", resync 1->0") : "",
+		c->ahead ? " (pulled ahead)" : "");
 	for (uint32_t s = 0; s < 32; s++)
 		if (c->sigs & (1u << s))
 			fprintf(stderr, " [%s%s%s%s%s]", (s & W_ON0) ? "0" : "-", (s & W_ON1) ? "1" : "-",
