@@ -66,6 +66,8 @@
 #define W_OOS0 4u
 #define W_OOS1 8u
 #define W_ACK  16u
+#define W_ASYNC 32u	/* acknowledged before the peer had it (async, pull-ahead) */
+#define NSIG   64u
 #define W_ON(i)  ((i) ? W_ON1 : W_ON0)
 #define W_OOS(i) ((i) ? W_OOS1 : W_OOS0)
 
@@ -89,10 +91,11 @@ struct wnode {
 
 struct wstate {
 	struct wnode n[2];
-	uint32_t sigs;		/* set of write signatures present */
+	uint64_t sigs;		/* set of write signatures present */
 	int conn;		/* connected (a session established) */
 	int src;		/* resync running: 1 + source node; 0 none */
-	int ahead;		/* that resync is a pull-ahead catch-up (r->ahead, RSM_R_BEHIND) */
+	int ahead;		/* that resync is a pull-ahead catch-up (r->ahead): 1 the
+				 * peer knows (RSM_R_BEHIND, outdated), 2 not yet */
 	int sb;			/* the last connect found split brain */
 	int sep;		/* how the pair last came apart */
 };
@@ -105,7 +108,7 @@ struct cnode {
 
 struct cstate {
 	struct cnode n[2];
-	uint32_t sigs;
+	uint64_t sigs;
 	uint8_t conn, src, sb, sep, ahead;
 };
 
@@ -189,33 +192,33 @@ unpack(const struct cstate *c, struct wstate *w)
 /* ---- the data: signature sets ---- */
 
 /* Applies f to every write present. */
-static uint32_t
-sigs_map(uint32_t sigs, uint32_t (*f)(uint32_t sig, const void *arg), const void *arg)
+static uint64_t
+sigs_map(uint64_t sigs, uint32_t (*f)(uint32_t sig, const void *arg), const void *arg)
 {
-	uint32_t out = 0;
+	uint64_t out = 0;
 
-	for (uint32_t s = 0; s < 32; s++)
-		if (sigs & (1u << s))
-			out |= 1u << f(s, arg);
+	for (uint32_t s = 0; s < NSIG; s++)
+		if (sigs & (1ull << s))
+			out |= 1ull << f(s, arg);
 	return out;
 }
 
 static int
-sigs_any(uint32_t sigs, uint32_t mask, uint32_t want)
+sigs_any(uint64_t sigs, uint32_t mask, uint32_t want)
 {
-	for (uint32_t s = 0; s < 32; s++)
-		if ((sigs & (1u << s)) && (s & mask) == want)
+	for (uint32_t s = 0; s < NSIG; s++)
+		if ((sigs & (1ull << s)) && (s & mask) == want)
 			return 1;
 	return 0;
 }
 
 static unsigned
-oos_count(uint32_t sigs, int i)
+oos_count(uint64_t sigs, int i)
 {
 	unsigned n = 0;
 
-	for (uint32_t s = 0; s < 32; s++)
-		if ((sigs & (1u << s)) && (s & W_OOS(i)))
+	for (uint32_t s = 0; s < NSIG; s++)
+		if ((sigs & (1ull << s)) && (s & W_OOS(i)))
 			n++;
 	return n;
 }
@@ -232,6 +235,12 @@ acked_only_on(const struct wstate *w, int i)
 {
 	int j = 1 - i;
 
+	/* A crashed primary's asynchronous writes the peer never got are the
+	 * loss async replication allows (max-async-lag): after a failover
+	 * they go (gen.c: "crashed_primary counts only between equal
+	 * generations"). */
+	if (w->n[i].flags & META_F_CRASHED_PRIMARY)
+		return sigs_any(w->sigs, W_ACK | W_ASYNC | W_ON(i) | W_ON(j), W_ACK | W_ON(i));
 	return sigs_any(w->sigs, W_ACK | W_ON(i) | W_ON(j), W_ACK | W_ON(i));
 }
 
@@ -295,7 +304,7 @@ f_give_up(uint32_t s, const void *arg)
 static void
 add_write(struct wstate *w, uint32_t sig)
 {
-	w->sigs |= 1u << sig;
+	w->sigs |= 1ull << sig;
 }
 
 /* ---- the daemon's metadata updates ---- */
@@ -807,7 +816,7 @@ promote(struct wstate *w, int i)
 	if (w->conn && o->primary)
 		return 0;
 	if (w->conn && w->src == 2 - i)	/* sync target: RSM_R_SYNCTARGET */
-		return 0;
+		return 0;	/* (or behind, or -- not modelled -- unaware of a pull-ahead) */
 	if (n->disk != D_UPTODATE)
 		return 0;
 	if (acked_only_on(w, 1 - i))
@@ -896,14 +905,23 @@ linkfail_write(struct wstate *w, int i)
  * is "behind", and outdates itself: peer_set_behind, rsm_outdate); the
  * catch-up resync runs when the lag drains (resync-end). */
 static int
-ahead_write(struct wstate *w, int i)
+ahead_write(struct wstate *w, int i, int told)
 {
 	int j = 1 - i;
 
 	if (!w->n[i].primary || !w->conn || (w->src && !w->ahead))
 		return 0;
-	add_write(w, W_ON(i) | W_OOS(i) | W_OOS(j) | W_ACK);
 	w->src = 1 + i;
+	if (!told) {
+		/* Acknowledged before the PX_OOS reached the peer: it
+		 * neither marks nor outdates (async: the write is one
+		 * max-async-lag may lose). */
+		add_write(w, W_ON(i) | W_OOS(i) | W_ACK | W_ASYNC);
+		if (w->ahead != 1)
+			w->ahead = 2;
+		return 1;
+	}
+	add_write(w, W_ON(i) | W_OOS(i) | W_OOS(j) | W_ACK);
 	w->ahead = 1;
 	outdate(&w->n[j]);
 	return 1;
@@ -1047,7 +1065,7 @@ apply(struct wstate *w, int e, int i, int v)
 	case EV_VERIFY: return i == 0 && verify(w);
 	case EV_DISCARD: return discard(w, i);
 	case EV_STOP: return stop(w, i);
-	case EV_AHEAD_WRITE: return ahead_write(w, i);
+	case EV_AHEAD_WRITE: return ahead_write(w, i, v);
 	}
 	return 0;
 }
@@ -1055,7 +1073,7 @@ apply(struct wstate *w, int e, int i, int v)
 static int
 ev_variants(int e)
 {
-	return e == EV_CRASH ? 6 : e == EV_RS_END ? 4 : 1;
+	return e == EV_CRASH ? 6 : e == EV_RS_END ? 4 : e == EV_AHEAD_WRITE ? 2 : 1;
 }
 
 /* ---- the enumeration ---- */
@@ -1137,11 +1155,11 @@ print_state(const struct cstate *c)
 	fprintf(stderr, "      %s%s%s, writes:", c->conn ? "connected" : "disconnected",
 		c->src ? (c->src == 1 ? ", resync 0->1" : ", resync 1->0") : "",
 		c->ahead ? " (pulled ahead)" : "");
-	for (uint32_t s = 0; s < 32; s++)
-		if (c->sigs & (1u << s))
-			fprintf(stderr, " [%s%s%s%s%s]", (s & W_ON0) ? "0" : "-", (s & W_ON1) ? "1" : "-",
+	for (uint32_t s = 0; s < NSIG; s++)
+		if (c->sigs & (1ull << s))
+			fprintf(stderr, " [%s%s%s%s%s%s]", (s & W_ON0) ? "0" : "-", (s & W_ON1) ? "1" : "-",
 				(s & W_OOS0) ? " oos0" : "", (s & W_OOS1) ? " oos1" : "",
-				(s & W_ACK) ? " acked" : "");
+				(s & W_ACK) ? " acked" : "", (s & W_ASYNC) ? " async" : "");
 	fprintf(stderr, "\n");
 }
 
@@ -1157,6 +1175,8 @@ print_ev(uint16_t ev)
 		fprintf(stderr, "%s", crash_variants[v]);
 	if (e == EV_RS_END)
 		fprintf(stderr, "%s", end_variants[v]);
+	if (e == EV_AHEAD_WRITE)
+		fprintf(stderr, "%s", v ? "" : " (the peer not told yet)");
 	fprintf(stderr, "\n");
 }
 
