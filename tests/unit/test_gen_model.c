@@ -57,7 +57,7 @@
 #define MODEL_DEPTH 14	/* the most GEN_MODEL_DEPTH may ask */
 #endif
 #ifndef MODEL_DEFAULT_DEPTH
-#define MODEL_DEFAULT_DEPTH 9
+#define MODEL_DEFAULT_DEPTH 8
 #endif
 
 /* Write signature bits. */
