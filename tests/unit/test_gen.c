@@ -794,7 +794,8 @@ test_gen_known_limit_history_overflow_unrelated(void)
  * its link fails (A: 102, bitmap 101) and crashes; B is promoted (103,
  * bitmap 101) and crashes: row 60, split brain.  discard-my-data on A:
  * connect, A is target (row 91).  B is promoted during that resync (two
- * generations, as above) and A crashes: the request was memory only, A's
+ * generations, as above) and A crashes (B's peer_teardown, with blocks
+ * out of sync, starts one more): the request was memory only, A's
  * metadata still says it changed since 101, and row 60 finds the same split
  * brain although A's writes were given up.  The operator repeats
  * discard-my-data on A. */
@@ -808,7 +809,7 @@ test_gen_known_limit_discard_lost_in_target_crash(void)
 	p.n[A].g.crashed_primary = 1;
 	p.n[A].g.uptodate = 0;		/* an interrupted sync target */
 	p.n[A].bits = ALL_BITS;
-	set_side(&p.n[B], 105, 101, 104, 103, 101, 0, 2);
+	set_side(&p.n[B], 106, 101, 105, 104, 103, 101, 2);
 	p.n[B].g.primary = 1;
 	p.n[B].bits = 1;
 	EXPECT(&p, A, GEN_SPLIT_BRAIN, 60, 60);
