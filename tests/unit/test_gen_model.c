@@ -192,12 +192,20 @@ unpack(const struct cstate *c, struct wstate *w)
 
 /* ---- the data: signature sets ---- */
 
+/* While xmap_on, what every sigs_map() does to each signature is composed
+ * into xmap: a handshake cut on one side undoes it there. */
+static uint8_t xmap[NSIG];
+static int xmap_on;
+
 /* Applies f to every write present. */
 static uint64_t
 sigs_map(uint64_t sigs, uint32_t (*f)(uint32_t sig, const void *arg), const void *arg)
 {
 	uint64_t out = 0;
 
+	if (xmap_on)
+		for (uint32_t s = 0; s < NSIG; s++)
+			xmap[s] = (uint8_t)f(xmap[s], arg);
 	for (uint32_t s = 0; s < NSIG; s++)
 		if (sigs & (1ull << s))
 			out |= 1ull << f(s, arg);
@@ -1036,6 +1044,37 @@ stop(struct wstate *w, int i)
 	return 1;
 }
 
+/* A handshake cut on node j: both decided and node i acted on it (its
+ * metadata, its merged bitmap), but node j crashed before writing any of
+ * it -- its superblock and bitmap are as before the connect. */
+static int
+connect_cut(struct wstate *w, int j)
+{
+	struct wnode saved = w->n[j];
+	uint64_t before = w->sigs, after = 0;
+
+	for (uint32_t s = 0; s < NSIG; s++)
+		xmap[s] = (uint8_t)s;
+	xmap_on = 1;
+	model_connect(w);
+	xmap_on = 0;
+	if (!w->conn)
+		return 0;	/* nothing done on either side: as variant 0 */
+	for (uint32_t s = 0; s < NSIG; s++)
+		if (before & (1ull << s))
+			after |= 1ull << ((xmap[s] & ~W_OOS(j)) | (s & W_OOS(j)));
+	w->sigs = after;
+	/* Its metadata as before; the truth (what the operator gave up)
+	 * stays. */
+	saved.apart = w->n[j].apart;
+	saved.hist_lost = w->n[j].hist_lost;
+	saved.discarded = w->n[j].discarded;
+	saved.lc_window = w->n[j].lc_window;
+	w->n[j] = saved;
+	crash(w, j, 0);
+	return 1;
+}
+
 static int
 apply(struct wstate *w, int e, int i, int v)
 {
@@ -1056,6 +1095,8 @@ apply(struct wstate *w, int e, int i, int v)
 	case EV_CONNECT:
 		if (i != 0 || w->conn)
 			return 0;
+		if (v)
+			return connect_cut(w, v - 1);
 		model_connect(w);
 		return 1;
 	case EV_PROMOTE: return promote(w, i);
@@ -1076,7 +1117,8 @@ apply(struct wstate *w, int e, int i, int v)
 static int
 ev_variants(int e)
 {
-	return e == EV_CRASH ? 6 : e == EV_RS_END ? 4 : e == EV_AHEAD_WRITE ? 2 : 1;
+	return e == EV_CRASH ? 6 : e == EV_RS_END ? 4 : e == EV_AHEAD_WRITE ? 2 :
+	       e == EV_CONNECT ? 3 : 1;
 }
 
 /* ---- the enumeration ---- */
@@ -1178,6 +1220,8 @@ print_ev(uint16_t ev)
 		fprintf(stderr, "%s", crash_variants[v]);
 	if (e == EV_RS_END)
 		fprintf(stderr, "%s", end_variants[v]);
+	if (e == EV_CONNECT && v)
+		fprintf(stderr, " (node %d crashed before recording its side)", v - 1);
 	if (e == EV_AHEAD_WRITE)
 		fprintf(stderr, "%s", v ? "" : " (the peer not told yet)");
 	fprintf(stderr, "\n");
