@@ -58,7 +58,10 @@
  *   - no-sync between disks that differ; unrelated between nodes that
  *     share their initial sync; a primary named sync target;
  * and at every resync end that the data are equal, at every verify that
- * connected nodes in sync hold the same data.  Three known limits are
+ * connected nodes in sync hold the same data; at every promote, that a node
+ * which left a primary in order (disconnect, or its own stop: it is
+ * Outdated then) is not promoted without that primary's acknowledged
+ * writes (after a link loss or a crash it may be: no fencing here).  Three known limits are
  * counted and printed but not failed (each a regression case in
  * test_gen.c): history overflow (unrelated), a resolved split brain back
  * after its resync restarted early, local-changes left by a crash between
@@ -112,7 +115,7 @@
 #define W_OOS(i) ((i) ? W_OOS1 : W_OOS0)
 
 enum disk { D_UPTODATE, D_OUTDATED, D_INCONSISTENT };
-enum sep { SEP_NONE, SEP_ORDERLY, SEP_LOST };
+enum sep { SEP_NONE, SEP_ORDERLY, SEP_LOST, SEP_ORDERLY_PRIMARY };
 
 /* A node as the model keeps it while an event runs: generations at full
  * width (meta_start_generation() draws random ones). */
@@ -490,6 +493,7 @@ enum fail {
 	F_UNRELATED, F_PRIMARY_TARGET, F_END_DIFF, F_VERIFY_DIFF, F_NOSYNC_PRIMARY_BITS,
 	/* Known limits: counted and shown, not failed (see the report in
 	 * test_gen.c's regression cases). */
+	F_OUTDATE_MISSED,
 	F_KNOWN_UNRELATED_HISTORY, F_KNOWN_SB_DISCARD_LOST, F_KNOWN_SB_LOCAL_CHANGES, F_N
 };
 #define F_FIRST_KNOWN F_KNOWN_UNRELATED_HISTORY
@@ -500,6 +504,7 @@ static const char *const fail_names[F_N] = {
 	"false split brain", "no-sync between different data", "unrelated",
 	"primary named sync target", "data differ after a resync end",
 	"data differ while connected in sync (verify)", "no-sync with a primary's bits left",
+	"promoted without the acknowledged writes of a primary it left in order (not outdated)",
 	"known limit: unrelated, a shared generation fell off the history",
 	"known limit: split brain again, its resolution forgotten when the resync restarts before its end",
 	"known limit: split brain from local-changes left by a crash between SYNC_DONE and peer_changes_sent",
@@ -508,7 +513,7 @@ static const char *const fail_names[F_N] = {
 struct stats {
 	uint64_t fails[F_N];
 	uint64_t connects, sb_true, sb_roles_only, stale_named_refused, refused,
-		 stale_promote, given_up, rows[100];
+		 stale_promote, stale_promote_orderly, given_up, rows[100];
 	int have_fail[F_N];
 };
 
@@ -870,8 +875,13 @@ promote(struct wstate *w, int i)
 		return 0;	/* (or behind, or -- not modelled -- unaware of a pull-ahead) */
 	if (n->disk != D_UPTODATE)
 		return 0;
-	if (acked_only_on(w, 1 - i))
+	if (acked_only_on(w, 1 - i)) {
 		st.stale_promote++;
+		if (w->sep == SEP_ORDERLY || w->sep == SEP_ORDERLY_PRIMARY)
+			st.stale_promote_orderly++;
+		if (w->sep == SEP_ORDERLY_PRIMARY)
+			fail(F_OUTDATE_MISSED, "node %d promoted", i);
+	}
 	in_sync_now = w->conn && !w->src && n->disk == D_UPTODATE && o->disk == D_UPTODATE;
 	if (!in_sync_now)
 		start_gen(n);
@@ -993,7 +1003,7 @@ disconnect(struct wstate *w)
 	w->ahead = 0;
 	teardown(w, 0, 0, 1, p1);
 	teardown(w, 1, 0, p0, p0);
-	w->sep = SEP_ORDERLY;
+	w->sep = p0 || p1 ? SEP_ORDERLY_PRIMARY : SEP_ORDERLY;
 	return 1;
 }
 
@@ -1075,7 +1085,7 @@ stop(struct wstate *w, int i)
 		w->ahead = 0;
 		teardown(w, i, 0, 1, pj);
 		teardown(w, 1 - i, 0, 0, pi);
-		w->sep = SEP_ORDERLY;
+		w->sep = pj ? SEP_ORDERLY_PRIMARY : SEP_ORDERLY;
 	}
 	demote(w, i);
 	n->disk = disk_from_flags(n->flags);
@@ -1391,10 +1401,10 @@ model_run(int depth, enum gen_sb_policy policy)
 	fprintf(stderr, "  true split brains %llu, split brains by roles only (both primary apart, "
 		"no acknowledged divergence) %llu, stale source named but refused by the caller %llu, "
 		"refused %llu, operator gave writes up %llu, promotes of a node lacking acknowledged "
-		"writes (no fencing) %llu\n  rows:", (unsigned long long)st.sb_true,
+		"writes (no fencing) %llu, of them after an orderly disconnect %llu\n  rows:", (unsigned long long)st.sb_true,
 		(unsigned long long)st.sb_roles_only, (unsigned long long)st.stale_named_refused,
 		(unsigned long long)st.refused, (unsigned long long)st.given_up,
-		(unsigned long long)st.stale_promote);
+		(unsigned long long)st.stale_promote, (unsigned long long)st.stale_promote_orderly);
 	for (int r = 0; r < 100; r++)
 		if (st.rows[r])
 			fprintf(stderr, " %d:%llu", r, (unsigned long long)st.rows[r]);
