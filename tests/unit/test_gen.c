@@ -734,6 +734,115 @@ test_gen_known_limit_crash_after_unrotated_writes(void)
 	EXPECT(&p, A, GEN_TARGET_BITMAP, 40, 41);
 }
 
+/* ---- found by the exhaustive model (test_gen_model.c) ----
+ * Each is the shortest sequence the enumeration found for its class,
+ * replayed here as the metadata the daemon leaves, with gen_compare()'s
+ * answer today.  None loses an acknowledged write; each refuses a
+ * connection that the truth would allow. */
+
+static void
+set_side(struct node *n, uint64_t cur, uint64_t bm, uint64_t h0, uint64_t h1, uint64_t h2,
+	 uint64_t h3, uint64_t uuid)
+{
+	memset(n, 0, sizeof(*n));
+	n->g.current = cur;
+	n->g.bitmap = bm;
+	n->g.history[0] = h0;
+	n->g.history[1] = h1;
+	n->g.history[2] = h2;
+	n->g.history[3] = h3;
+	n->g.node_uuid = uuid;
+	n->g.uptodate = 1;
+}
+
+/* History overflow.  A (primary) writes while its data link fails: A moves
+ * to 102 (bitmap 101).  Connect: A sources B (row 41).  At the resync end B
+ * records 102; A crashes between SYNC_DONE and the confirmation, so it keeps
+ * bitmap 101 (and crashed-primary).  Connect: row 33, A sources B again.
+ * Promote A while that resync runs: rsm_promote starts a generation (not in
+ * sync), and the session restart's peer_teardown starts another one
+ * (dm_new_gen_now: blocks are out of sync) -- two per promote.  Demote A,
+ * promote A again: two more; an invalidate on B restarts the session (one
+ * more).  B's 102 has fallen off A's four history slots, and A's bitmap
+ * 101 is older than B's current: no rule relates them.  Refused as
+ * unrelated although B only needs a full sync from A (row 51 one step
+ * earlier); recovery is create-md on B.  DRBD keeps fewer history slots
+ * and has the same limit; the double generation per promote is the
+ * daemon's (peer_teardown after rsm_promote), and a bitmap generation that
+ * stays behind the peer's current after a lost confirmation makes history
+ * the only link. */
+static void
+test_gen_known_limit_history_overflow_unrelated(void)
+{
+	struct pair p;
+
+	memset(&p, 0, sizeof(p));
+	set_side(&p.n[A], 107, 101, 106, 105, 104, 103, 1);
+	p.n[A].g.primary = 1;
+	p.n[A].bits = 3;
+	set_side(&p.n[B], 102, 0, 0, 0, 0, 0, 2);
+	p.n[B].g.uptodate = 0;		/* invalidated */
+	p.n[B].bits = ALL_BITS;
+	EXPECT(&p, A, GEN_UNRELATED, 80, 80);
+	/* One generation less on A and it is the full sync it should be. */
+	set_side(&p.n[A], 106, 101, 105, 104, 103, 102, 1);
+	p.n[A].g.primary = 1;
+	EXPECT(&p, A, GEN_SOURCE_FULL, 51, 50);
+}
+
+/* discard-my-data does not outlive a crash of its target.  A writes while
+ * its link fails (A: 102, bitmap 101) and crashes; B is promoted (103,
+ * bitmap 101) and crashes: row 60, split brain.  discard-my-data on A:
+ * connect, A is target (row 91).  B is promoted during that resync (two
+ * generations, as above) and A crashes (B's peer_teardown, with blocks
+ * out of sync, starts one more): the request was memory only, A's
+ * metadata still says it changed since 101, and row 60 finds the same split
+ * brain although A's writes were given up.  The operator repeats
+ * discard-my-data on A. */
+static void
+test_gen_known_limit_discard_lost_in_target_crash(void)
+{
+	struct pair p;
+
+	memset(&p, 0, sizeof(p));
+	set_side(&p.n[A], 102, 101, 101, GEN_JUST_CREATED, 0, 0, 1);
+	p.n[A].g.crashed_primary = 1;
+	p.n[A].g.uptodate = 0;		/* an interrupted sync target */
+	p.n[A].bits = ALL_BITS;
+	set_side(&p.n[B], 106, 101, 105, 104, 103, 101, 2);
+	p.n[B].g.primary = 1;
+	p.n[B].bits = 1;
+	EXPECT(&p, A, GEN_SPLIT_BRAIN, 60, 60);
+	p.n[A].g.discard_my_data = 1;	/* asked again: resolved */
+	EXPECT(&p, A, GEN_TARGET_BITMAP, 91, 92);
+}
+
+/* local-changes outlives the catch-up that sent the changes.  A (primary,
+ * async, pull-ahead) acknowledges a write the peer has not heard of, and is
+ * demoted: local-changes (bitmap generation 0, bits).  The catch-up resync
+ * ends: peer_established sends SYNC_DONE, B records itself up to date at
+ * 101 -- and A crashes before peer_changes_sent() clears local-changes
+ * (and the bits it cleared in memory come back).  B is promoted (103,
+ * bitmap 101).  Connect: row 43 calls it split brain, though B holds every
+ * write of A's and A is a plain target (row 40).  Running
+ * peer_changes_sent() before SYNC_DONE is sent would close the window: the
+ * source's pass is over then, whatever the target records. */
+static void
+test_gen_known_limit_local_changes_left_by_crash(void)
+{
+	struct pair p;
+
+	memset(&p, 0, sizeof(p));
+	set_side(&p.n[A], 101, 0, GEN_JUST_CREATED, 0, 0, 0, 1);
+	p.n[A].g.local_changes = 1;
+	p.n[A].bits = 1;
+	set_side(&p.n[B], 103, 101, 101, 0, 0, 0, 2);
+	p.n[B].g.primary = 1;
+	EXPECT(&p, A, GEN_SPLIT_BRAIN, 43, 43);
+	p.n[A].g.local_changes = 0;	/* cleared before SYNC_DONE */
+	EXPECT(&p, A, GEN_TARGET_BITMAP, 40, 41);
+}
+
 /* The resync ended and A cleared its bitmap, but B stopped before it
  * recorded the end: A no longer knows since when B is behind. */
 static void
@@ -1225,6 +1334,12 @@ main(void)
 		{ "test_gen_known_limit_crash_after_unrotated_writes",
 		  test_gen_known_limit_crash_after_unrotated_writes },
 		{ "test_gen_lost_resync_end_full_sync", test_gen_lost_resync_end_full_sync },
+		{ "test_gen_known_limit_history_overflow_unrelated",
+		  test_gen_known_limit_history_overflow_unrelated },
+		{ "test_gen_known_limit_discard_lost_in_target_crash",
+		  test_gen_known_limit_discard_lost_in_target_crash },
+		{ "test_gen_known_limit_local_changes_left_by_crash",
+		  test_gen_known_limit_local_changes_left_by_crash },
 		{ "test_gen_promoted_apart_split_brain", test_gen_promoted_apart_split_brain },
 		{ "test_gen_bitmap_in_history_split_brain",
 		  test_gen_bitmap_in_history_split_brain },
