@@ -112,7 +112,7 @@ bench: deps all
 	fi
 	$(Q)bench/run --bin $(B) --vm
 
-# Fuzzing (tests/fuzz/README.md): the targets link the project's objects
+# Fuzzing (README.md, Tests; tests/fuzz/run): the targets link the project's objects
 # built with clang into build/fuzz, instrumented for libFuzzer.
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 60

@@ -144,7 +144,7 @@ d = MIB - 12288
 put("meta", "internal-encoded", b"\7" + struct.pack("<QH", 0, 2048) +
     sb_struct(MIB, d, d, d, d + 4096, MIB - 4096))
 # internal, grown disk: the superblock one block before the end
-put("meta", "internal-grown", b"\x0f" + struct.pack("<QH", 0, 2048) +
+put("meta", "internal-grown", b"\x0b" + struct.pack("<QH", MIB, 2048) +
     sb_struct(MIB - 4096, d - 4096, d - 4096, d - 4096, d, MIB - 8192))
 
 # ---- daemon/conf.c: byte 0 bit 0 loads with node "alpha" ----
