@@ -15,7 +15,9 @@
  * first byte picks the export: bit 0 read-only, bit 1 structured replies,
  * bit 2 a tag buffer smaller than the largest request (big requests),
  * bits 3-4 the queue depth (1, 2, 4, 8); bit 5 makes every request on an
- * odd 512-byte sector fail with EIO. */
+ * odd 512-byte sector fail with EIO; bit 7 completes requests later, from
+ * the loop, newest first (as the write path does when the disk and the peer
+ * answer out of order), instead of inside submit. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,8 +34,27 @@
 #define EXPORT_SZ (1u << 20)
 
 static struct ev_loop *loop;
-static int fail_odd;
+static int fail_odd, deferred;
 static unsigned submitted;
+static struct req *later;	/* deferred requests, newest first (lk_next) */
+static struct ev_op later_op;
+static int later_armed;
+
+/* Completes every deferred request, newest first. */
+static void
+later_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct req *r;
+
+	(void)op;
+	(void)res;
+	(void)flags;
+	later_armed = 0;
+	while ((r = later)) {
+		later = r->lk_next;
+		r->complete(r);
+	}
+}
 
 static void
 sink_submit(struct req_sink *s, struct req *r)
@@ -43,7 +64,19 @@ sink_submit(struct req_sink *s, struct req *r)
 	FUZZ_CHECK(r->off <= EXPORT_SZ && r->len <= EXPORT_SZ - r->off);
 	FUZZ_CHECK(r->type <= REQ_WRITE_ZEROES);
 	r->res = (fail_odd && (r->off >> 9) % 2) ? -EIO : 0;
-	r->complete(r);
+	if (!deferred) {
+		r->complete(r);
+		return;
+	}
+	r->lk_next = later;
+	later = r;
+	if (!later_armed) {
+		struct io_uring_sqe *sqe = ev_get_sqe(loop);
+
+		io_uring_prep_nop(sqe);
+		ev_sqe_set_op(sqe, &later_op);
+		later_armed = 1;
+	}
 }
 
 static struct req_sink sink = { .submit = sink_submit };
@@ -83,6 +116,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	mode = data[0];
 	fail_odd = !!(mode & 0x20);
+	deferred = !!(mode & 0x80);
+	later_op.cb = later_done;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		abort();
 	if (pthread_create(&th, NULL, drain, &sv[1]) != 0)
@@ -108,7 +143,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (!done && ev_run(loop) < 0)
 		abort();
-	FUZZ_CHECK(done);
+	FUZZ_CHECK(done && !later && !later_armed);
 	pthread_join(th, NULL);
 	close(sv[1]);
 	ev_free(loop);

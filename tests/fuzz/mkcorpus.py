@@ -111,6 +111,11 @@ put("nbd_srv", "errors", b"\x21" + req(1, 1 << 20, 512) + b"e" * 512 +
     req(3, 1, 0) + req(0, 0, 0))
 put("nbd_srv", "structured", b"\x1a" + req(0, 0, 8192) + req(0, 4096, 65536) +
     struct.pack(">I", 0xdeadbeef) + b"\0" * 24)
+# the same, completed later and out of order (bit 7)
+for n in ("rw", "big", "errors"):
+    with open(os.path.join(HERE, "corpus", "nbd_srv", n), "rb") as f:
+        d = f.read()
+    put("nbd_srv", n + "-deferred", bytes([d[0] | 0x80]) + d[1:])
 
 # ---- daemon/meta.c ----
 
