@@ -16,8 +16,10 @@
  *   9-10     device size in 512-byte units, little endian (at least 1)
  *   11..     with bit 1: a struct meta_sb, then the device's bytes;
  *            else the device's bytes
- * Properties: whatever decodes (0) re-encodes to the same block, and a
- * superblock meta_read_sb accepts lies inside the device. */
+ * Properties: whatever decodes (0) re-encodes to the same block, and in a
+ * superblock meta_read_sb accepts every area (activity map, bitmap,
+ * superblock) lies inside the device, after the data when internal, without
+ * overlap, and the bitmap has a bit for every granule of the data. */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -51,6 +53,32 @@ check_decode(const uint8_t *blk)
 	memset(again, 0, sizeof(again));
 	meta_sb_encode(&sb, again);
 	FUZZ_CHECK(memcmp(again, blk, META_BLOCK) == 0);
+}
+
+/* What the daemon relies on when it reads and writes the areas. */
+static void
+check_layout(const struct meta_sb *sb, uint64_t dev_size, int internal, uint64_t disk_size)
+{
+	uint64_t end;
+
+	FUZZ_CHECK(sb->disk_size == disk_size);
+	FUZZ_CHECK(sb->sb_offset % META_BLOCK == 0 && sb->sb_offset + META_BLOCK <= dev_size);
+	FUZZ_CHECK(sb->actmap_offset % META_BLOCK == 0 && sb->bitmap_offset % META_BLOCK == 0);
+	FUZZ_CHECK(sb->actmap_bytes && sb->actmap_bytes % META_BLOCK == 0);
+	FUZZ_CHECK(sb->bitmap_bytes && sb->bitmap_bytes % META_BLOCK == 0);
+	FUZZ_CHECK(sb->actmap_offset + sb->actmap_bytes > sb->actmap_offset);
+	FUZZ_CHECK(sb->actmap_offset + sb->actmap_bytes <= sb->bitmap_offset);
+	end = sb->bitmap_offset + sb->bitmap_bytes;
+	FUZZ_CHECK(end > sb->bitmap_offset && end <= dev_size);
+	FUZZ_CHECK((sb->bitmap_bytes * 8) >= (sb->data_size + sb->granularity - 1) / sb->granularity);
+	FUZZ_CHECK((sb->actmap_bytes * 8) >=
+		   (sb->data_size + (1ull << sb->al_extent_shift) - 1) >> sb->al_extent_shift);
+	if (internal) {
+		FUZZ_CHECK(sb->data_size <= sb->md_offset && sb->md_offset == sb->actmap_offset);
+		FUZZ_CHECK(end <= sb->sb_offset);
+	} else {
+		FUZZ_CHECK(sb->sb_offset == 0 && sb->actmap_offset >= META_BLOCK);
+	}
 }
 
 int
@@ -104,10 +132,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	why[0] = '\0';
 	rc = meta_read_sb(fd, dev_size, internal, disk_size, &got, why, sizeof(why));
 	FUZZ_CHECK(memchr(why, '\0', sizeof(why)) != NULL);
-	if (rc == 0) {
-		FUZZ_CHECK(got.sb_offset + META_BLOCK <= dev_size);
-		FUZZ_CHECK(got.disk_size == disk_size);
-	}
+	if (rc == 0)
+		check_layout(&got, dev_size, internal, disk_size);
 	close(fd);
 	return 0;
 }
