@@ -186,4 +186,6 @@ put("ctl", "all", b"\0" + b"".join(b'{"cmd":"%s","force":%s}\n' % (c, f) for c, 
     (b"outdate", b"1"), (b"resume-io", b"null"), (b"verify", b'"x"')]))
 put("ctl", "malformed", b"\0" + b'[1,2]\n{"cmd":7}\n{"cmd":"promote","force":"yes"}\n'
     b'{"nocmd":1}\n{"cmd":"bogus"}\nnot json\n{"cmd":"status"')
+# a line over the daemon's 4096-byte limit: it hangs up
+put("ctl", "too-long", b"\0" + b'{"cmd":"status"}\n{"cmd":"' + b"x" * 4200 + b'"}\n')
 put("ctl", "events", b"\0" + b'{"cmd":"events"}\n{"cmd":"status"}\n')
