@@ -95,16 +95,6 @@ reader(void *arg)
 }
 
 static void
-cleanup(void)
-{
-	char dir[sizeof(path)];
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	*strrchr(dir, '/') = '\0';
-	rmdir(dir);
-}
-
-static void
 setup(void)
 {
 	char err[256] = "";
@@ -127,9 +117,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!path[0]) {
 		signal(SIGPIPE, SIG_IGN);
-		snprintf(path, sizeof(path), "/tmp/blkmirror-fuzz-ctl.%d/ctl.sock",
-			 (int)getpid());
-		atexit(cleanup);
+		/* Directly in /tmp: ctl_close removes the socket, and
+		 * nothing else is left behind. */
+		snprintf(path, sizeof(path), "/tmp/blkmirror-fuzz-ctl.%d.sock", (int)getpid());
 	}
 	setup();
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
