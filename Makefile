@@ -10,6 +10,9 @@ DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
            qemu-system-x86 qemu-system-common busybox-static kmod cpio xz-utils zstd e2fsprogs \
            libfiu-dev fiu-utils nftables libtsan2
 
+# The fuzz targets (tests/fuzz/, make fuzz): clang's libFuzzer.
+DEBS    += clang-14 libclang-rt-14-dev
+
 # The OCF agent's test: ocf-tester, ocf-shellfuncs, and xmllint for meta-data.
 DEBS    += resource-agents libxml2-utils
 # The cluster and database tests in the VM (tests/vm/test-vm-pacemaker.sh,
@@ -54,6 +57,7 @@ ifeq ($(V),1)
 Q :=
 endif
 
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-bins
 .PHONY: all check check-unit check-integration check-vm check-tsan demo bench install deps lint clean
 all: $(B)/mirrord $(B)/mirrorctl
 
@@ -125,6 +129,35 @@ bench: deps all
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	$(Q)bench/run --bin $(B) --vm
+
+# Fuzzing (README.md, Tests; tests/fuzz/run): the targets link the project's objects
+# built with clang into build/fuzz, instrumented for libFuzzer.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SAN     := address,undefined
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -Wno-unknown-warning-option \
+		-fsanitize=fuzzer-no-link,$(FUZZ_SAN) -fno-sanitize-recover=undefined
+
+fuzz-bins: $(patsubst %,$(B)/fuzz/fuzz_%,$(FUZZ_TARGETS))
+
+$(B)/fuzz/fuzz_%: $(B)/tests/fuzz/fuzz_%.o $(B)/core.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) -fsanitize=fuzzer,$(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+fuzz-build: deps
+	$(Q)$(MAKE) --no-print-directory B=build/fuzz CC=$(FUZZ_CC) SAN=0 FIU=0 \
+	    CFLAGS="$(FUZZ_CFLAGS)" fuzz-bins
+
+# Each target for FUZZ_SECONDS, one after the other.
+fuzz: fuzz-build
+	$(Q)tests/fuzz/run --bin build/fuzz --seconds $(FUZZ_SECONDS)
+
+# Each target over its corpus and for a few seconds more (make check runs
+# it as tests/integration/test-fuzz-smoke.sh).
+fuzz-smoke: fuzz-build
+	$(Q)tests/fuzz/run --bin build/fuzz --seconds 5
 
 lint:
 	$(Q)mandoc -Tlint -W warning man/*.[0-9]

@@ -265,35 +265,74 @@ cmd_flag(json_object *req, const char *name)
 	return json_object_get_boolean(v);
 }
 
+/* The names cmd_parse knows, in enum cmd_id order (CMD_NONE has none). */
+static const char *const cmd_names[] = {
+	NULL, "status", "events", "promote", "demote", "connect", "disconnect",
+	"discard-my-data", "invalidate", "outdate", "resume-io", "verify", "attach",
+};
+
+json_object *
+cmd_parse(json_object *req, enum cmd_id *id, int *force)
+{
+	json_object *cmdv;
+	const char *cmd;
+	char why[128];
+
+	*id = CMD_NONE;
+	*force = 0;
+	if (!json_object_object_get_ex(req, "cmd", &cmdv) ||
+	    !json_object_is_type(cmdv, json_type_string))
+		return cmd_reply(0, 2, "malformed request: \"cmd\" must be a string");
+	cmd = json_object_get_string(cmdv);
+	/* "status\u0000x" is not "status": a JSON string may hold a NUL. */
+	for (unsigned i = 1; i < ARRAY_SIZE(cmd_names); i++) {
+		if (strcmp(cmd, cmd_names[i]) == 0 &&
+		    strlen(cmd) == (size_t)json_object_get_string_len(cmdv)) {
+			*id = (enum cmd_id)i;
+			break;
+		}
+	}
+	if (*id == CMD_NONE) {
+		snprintf(why, sizeof(why), "unknown command '%.64s'", cmd);
+		return cmd_reply(0, 2, why);
+	}
+	if (*id >= CMD_PROMOTE && *id <= CMD_INVALIDATE) {
+		*force = cmd_flag(req, "force");
+		if (*force < 0) {
+			*id = CMD_NONE;
+			*force = 0;
+			return cmd_reply(0, 2, "malformed request: \"force\" must be true or false");
+		}
+	}
+	return NULL;
+}
+
 json_object *
 cmd_handle(void *arg, json_object *req, int *subscribe)
 {
 	struct res *r = arg;
-	json_object *cmdv, *o;
+	json_object *o;
+	enum cmd_id id;
 	const char *cmd;
 	char why[256];
-	int rc;
+	int rc, force;
 
-	json_object_object_get_ex(req, "cmd", &cmdv);
-	if (!json_object_is_type(cmdv, json_type_string))
-		return cmd_reply(0, 2, "malformed request: \"cmd\" must be a string");
-	cmd = json_object_get_string(cmdv);
-	if (strcmp(cmd, "status") == 0) {
+	o = cmd_parse(req, &id, &force);
+	if (o)
+		return o;
+	cmd = cmd_names[id];
+	if (id == CMD_STATUS) {
 		o = cmd_reply(1, 0, NULL);
 		json_object_object_add(o, "status", cmd_status(r));
 		return o;
 	}
-	if (strcmp(cmd, "events") == 0) {
+	if (id == CMD_EVENTS) {
 		*subscribe = 1;
 		o = cmd_reply(1, 0, NULL);
 		json_object_object_add(o, "status", cmd_status(r));
 		return o;
 	}
-	if (strcmp(cmd, "promote") == 0 || strcmp(cmd, "demote") == 0) {
-		int force = cmd_flag(req, "force");
-
-		if (force < 0)
-			return cmd_reply(0, 2, "malformed request: \"force\" must be true or false");
+	if (id == CMD_PROMOTE || id == CMD_DEMOTE) {
 		why[0] = '\0';
 		rc = cmd[0] == 'p' ? rsm_promote(r, force, why, sizeof(why))
 				   : rsm_demote(r, why, sizeof(why));
@@ -309,12 +348,7 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		}
 		return o;
 	}
-	if (strcmp(cmd, "connect") == 0 || strcmp(cmd, "disconnect") == 0 ||
-	    strcmp(cmd, "discard-my-data") == 0 || strcmp(cmd, "invalidate") == 0) {
-		int force = cmd_flag(req, "force");
-
-		if (force < 0)
-			return cmd_reply(0, 2, "malformed request: \"force\" must be true or false");
+	if (id >= CMD_CONNECT && id <= CMD_INVALIDATE) {
 		why[0] = '\0';
 		rc = cmd_peer(r, cmd, force, why, sizeof(why));
 		if (rc) {
@@ -323,7 +357,7 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		}
 		return cmd_reply(1, 0, NULL);
 	}
-	if (strcmp(cmd, "outdate") == 0) {
+	if (id == CMD_OUTDATE) {
 		rc = rsm_outdate(r, "outdate");
 		if (rc == -EBUSY)
 			return cmd_reply(0, 1, "this node is primary: demote it first");
@@ -332,7 +366,7 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		peer_state_changed(r);
 		return cmd_reply(1, 0, NULL);
 	}
-	if (strcmp(cmd, "attach") == 0) {
+	if (id == CMD_ATTACH) {
 		why[0] = '\0';
 		rc = cmd_attach(r, why, sizeof(why));
 		if (rc) {
@@ -341,24 +375,19 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		}
 		return cmd_reply(1, 0, NULL);
 	}
-	if (strcmp(cmd, "resume-io") == 0) {
+	if (id == CMD_RESUME_IO) {
 		if (!atomic_load(&r->frozen))
 			return cmd_reply(0, 1, "I/O is not frozen");
 		LOG_WARN("resume-io: resuming frozen I/O without fencing the peer");
 		wp_thaw_all(r);
 		return cmd_reply(1, 0, NULL);
 	}
-	if (strcmp(cmd, "verify") == 0) {
-		struct rsm_state s = { .repl = RSM_R_VERIFYING };
-
-		/* Checked and set at once: a link loss or a resync starting
-		 * meanwhile must not be overwritten with "verifying". */
-		if (!rsm_update(r, RSM_F_REPL, &s, "verify", cmd_verify_ok, NULL))
-			return cmd_reply(0, 1, "verify needs an established connection in sync "
-					 "(not resyncing or verifying)");
-		resync_verify(r);
-		return cmd_reply(1, 0, NULL);
-	}
-	snprintf(why, sizeof(why), "unknown command '%.64s'", cmd);
-	return cmd_reply(0, 2, why);
+	/* CMD_VERIFY: checked and set at once, so that a link loss or a
+	 * resync starting meanwhile is not overwritten with "verifying". */
+	if (!rsm_update(r, RSM_F_REPL, &(struct rsm_state){ .repl = RSM_R_VERIFYING },
+			"verify", cmd_verify_ok, NULL))
+		return cmd_reply(0, 1, "verify needs an established connection in sync "
+				 "(not resyncing or verifying)");
+	resync_verify(r);
+	return cmd_reply(1, 0, NULL);
 }
