@@ -192,7 +192,8 @@ files_check "$S" c
 # ---- 6. A node that misses writes is never promoted ----
 # The secondary leaves (standby: the cluster stops its mirrord); the
 # primary writes alone, then loses power; the stale node comes back alone
-# and must not be promoted: its data lacks files d*.
+# and must not be promoted: its data lacks files d*.  It is outdated (it
+# left a primary in order), so the agent gives it no promotion score.
 nodex "$S" crm node standby "$P" || fail "crm node standby"
 wait_for 240 no_mirrord "$P"
 wait_for 60 bans_are "$S" "cli-ban-c-r0-on-$P"
@@ -206,11 +207,14 @@ for _ in $(seq 30); do
     sleep 1
 done
 assert_eq "$(crm_where "$P" p-r0)" "Unpromoted@$P" "clone roles with only the stale node"
-# Kept from promotion by the ban alone: the agent did give it a score.
+# Kept from promotion twice over: it left the primary in order (standby),
+# so it is outdated, in its metadata, and the agent gives it no score;
+# and the hook's ban.
+assert_eq "$(cluster_field "$P" disk)" outdated "the stale node's disk"
 score=$(nodex "$P" crm_attribute -N "$P" -n master-p-r0 -l reboot -G -q 2>/dev/null) || score=
-assert_eq "$score" 1000 "the stale node's promotion score"
+assert_eq "$score" "" "the stale node's promotion score (outdated: none)"
 assert_eq "$(cluster_bans "$P")" "cli-ban-c-r0-on-$P" "the ban on the stale node"
-echo "stale node: $P stayed secondary for 30 s after the primary's loss (banned)"
+echo "stale node: $P stayed secondary for 30 s after the primary's loss (outdated, no score, banned)"
 
 nodex "$P" crm configure property stop-all-resources=true || fail "stop-all-resources"
 wait_for 240 no_mirrord "$P"
