@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Disk errors through the real kernel: alpha's disk is a device-mapper
+# device over a loop device.  With on-io-error = detach (the default), once
+# its table is switched to dm-error the primary detaches its disk (failed,
+# then diskless), its clients' writes go on succeeding through the peer and
+# its reads come from the peer; every write the oracle was told of is on
+# beta's disk.  Then the disk is repaired (linear again) and `mirrorctl
+# attach` after a demote brings it back: a full resync, equal disks.
+# timeout: 300
+if [[ ${BM_VM:-0} != 1 ]]; then
+    source "$(dirname "$0")/lib.sh"
+    VM_TIMEOUT=270 vm_run "$0"
+    exit
+fi
+
+source "$BM_SRC/tests/integration/functions.sh"
+source "$BM_SRC/tests/integration/repl.sh"
+requires dmsetup
+requires "$PYTHON" -c 'import nbd'
+bm_setup
+ORACLE=$BM_SRC/tests/oracle/oracle.py
+step() { echo "=== $*"; }
+
+truncate -s 64M "$T/ra.back"
+loop=$(losetup -f --show "$T/ra.back") || fail "losetup"
+bm_on_exit losetup -d "$loop"
+sectors=$(blockdev --getsz "$loop")
+dm=bmdisk$$
+dmsetup create --noudevsync "$dm" --table "0 $sectors linear $loop 0" || fail "dmsetup create"
+bm_on_exit dmsetup remove -f "$dm"
+dmsetup mknodes "$dm"   # no udev in the guest
+[ -b "/dev/mapper/$dm" ] || fail "no /dev/mapper/$dm"
+table() { dmsetup suspend "$dm" && dmsetup load "$dm" --table "$1" && dmsetup resume "$dm"; }
+
+head -c 48 /dev/urandom | base64 >"$T/secret"; chmod 600 "$T/secret"
+CA=$(bm_conf ra name=r0 secret-file="$T/secret" ping-timeout=2 disk=/dev/mapper/$dm)
+CB=$(bm_conf rb name=r0 secret-file="$T/secret" ping-timeout=2)
+bm_disk rb 64M
+ctla create-md >/dev/null; ctlb create-md >/dev/null
+UA=$(bm_nbd_uri ra); UB=$(bm_nbd_uri rb)
+bm_start "$CA" alpha; PA=$BM_PID
+bm_start "$CB" beta; PB=$BM_PID
+SIZE=$(bm_status_field "$CA" size_bytes)
+bm_pair_initial_sync
+
+step "alpha's disk fails under writes"
+"$ORACLE" write "$UA" "$T/olog" --blocks 2048 --depth 8 --flush-every 32 --stop "$T/ostop" &
+w=$!
+bm_kill_at_exit "$w"
+wait_for 30 sh -c "[ \$(grep -c '^A' '$T/olog' 2>/dev/null) -ge 100 ]"
+table "0 $sectors error" || fail "switching to dm-error"
+wait_for 30 sh -c "[ \"\$($MIRRORCTL -c $CA status --json | grep -o '\"disk\":\"[a-z]*\"' | head -1)\" = '\"disk\":\"diskless\"' ]"
+n=$(grep -c '^A' "$T/olog"); sleep 2
+(($(grep -c '^A' "$T/olog") > n)) || fail "writes stopped after the detach"
+touch "$T/ostop"; wait "$w" || fail "oracle writer"
+grep -q '^E' "$T/olog" && fail "the client saw an error: $(grep '^E' "$T/olog")"
+"$ORACLE" check "$T/rb.img" "$T/olog" >"$T/ocheck" || fail "beta lacks writes: $(tail -3 "$T/ocheck")"
+"$PYTHON" - "$UA" "$T/rb.img" <<'PY' || fail "reads through the diskless primary differ from beta's disk"
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+with open(sys.argv[2], "rb") as f:
+    want = f.read(1 << 20)
+sys.exit(0 if h.pread(1 << 20, 0) == want else 1)
+PY
+grep -q "detaching the disk" "$T/ra-alpha.log" || fail "no detach logged"
+
+step "repaired: attach after a demote, full resync"
+table "0 $sectors linear $loop 0" || fail "switching back to linear"
+ctla demote || fail "demote of the diskless primary"
+ctlb promote || fail "promote of beta"
+ctla attach || fail "attach refused"
+ctlb wait-sync --timeout 120 || fail "no resync after attach"
+assert_eq "$(bm_status_field "$CA" disk)" uptodate "alpha after attach and resync"
+bm_stop "$PA"; bm_stop "$PB"
+cmp -n "$SIZE" /dev/mapper/"$dm" "$T/rb.img" || fail "disks differ after attach and resync"
+echo "disk errors: detach, writes and reads through the peer, attach: all checks passed"
