@@ -93,6 +93,16 @@ requires() {
     fi
 }
 
+# bm_faults: the daemons started after it take failpoint commands (lib/fault.h,
+# the test build's libfiu); bm_fault PID 'enable name=X' sends one.
+bm_faults() {
+    requires fiu-ctrl
+    export BM_FAULT_FIFO=$T/fiu
+}
+bm_fault() {
+    fiu-ctrl -f "$T/fiu" -c "$2" "$1" || fail "fiu-ctrl $2 on $1 failed"
+}
+
 # bm_on_exit CMD...: run CMD at exit (after the daemons are killed), e.g. to
 # delete a network namespace.  Hooks run last-registered first.
 bm_on_exit() {

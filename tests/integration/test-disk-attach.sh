@@ -8,8 +8,7 @@ source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
-requires fiu-ctrl
+bm_faults   # failpoints under fiu-ctrl
 bm_pair 16M
 bm_pair_initial_sync
 
@@ -23,13 +22,13 @@ PY
 }
 disk_is() { [[ $(field "$CB" disk) == "$1" ]]; }
 expect_fail ctlb attach   # nothing to attach
-fiu-ctrl -f "$T/fiu" -c "enable name=disk/write/eio" "$PB"
+bm_fault "$PB" "enable name=disk/write/eio"
 write A 0 || fail "a write failed on the primary"
 wait_for 5 disk_is diskless
 write B 3 || fail "a write failed on the primary"
 
 # The disk is repaired.
-fiu-ctrl -f "$T/fiu" -c "disable name=disk/write/eio" "$PB"
+bm_fault "$PB" "disable name=disk/write/eio"
 ctlb attach || fail "attach refused"
 grep -q "disk diskless -> inconsistent (attach)" "$T/rb-beta.log" ||
     fail "attach did not make the disk inconsistent"

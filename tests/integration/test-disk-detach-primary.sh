@@ -9,12 +9,11 @@ source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
-requires fiu-ctrl
+bm_faults   # failpoints under fiu-ctrl
 bm_pair 16M
 bm_pair_initial_sync
 
-fiu-ctrl -f "$T/fiu" -c "enable name=disk/write/eio" "$PA"
+bm_fault "$PA" "enable name=disk/write/eio"
 "$PYTHON" - "$UA" <<'PY' || fail "a client write failed although the peer has it"
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])

@@ -9,12 +9,11 @@ source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
-requires fiu-ctrl
+bm_faults   # failpoints under fiu-ctrl
 bm_pair 16M
 bm_pair_initial_sync
 
-fiu-ctrl -f "$T/fiu" -c "enable name=disk/write/eio" "$PB"
+bm_fault "$PB" "enable name=disk/write/eio"
 write() {   # write BYTE MIB
     "$PYTHON" - "$UA" "$1" "$2" <<'PY'
 import nbd, sys
@@ -31,7 +30,7 @@ oos=$(field "$CA" out_of_sync_bytes)
 ((oos >= 1048576)) || fail "the primary did not mark the failed write out of sync ($oos)"
 
 # Diskless: nothing is written there, and the primary knows it.
-fiu-ctrl -f "$T/fiu" -c "disable name=disk/write/eio" "$PB"
+bm_fault "$PB" "disable name=disk/write/eio"
 peer_disk_is() { [[ $(field "$CA" peer.disk) == "$1" ]]; }
 wait_for 5 peer_disk_is diskless
 write B 4 || fail "a later write failed on the primary"

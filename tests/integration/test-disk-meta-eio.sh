@@ -7,14 +7,13 @@ source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
-requires fiu-ctrl
+bm_faults   # failpoints under fiu-ctrl
 # Small activity extents: each write below touches a cold one, whose mark
 # must be written to the metadata first.
 bm_pair 16M al-extent-size=64K
 bm_pair_initial_sync
 
-fiu-ctrl -f "$T/fiu" -c "enable name=meta/write/eio" "$PA"
+bm_fault "$PA" "enable name=meta/write/eio"
 "$PYTHON" - "$UA" <<'PY' || fail "a client write failed after a metadata error"
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])

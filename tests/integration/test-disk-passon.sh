@@ -7,12 +7,11 @@ source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
-requires fiu-ctrl
+bm_faults   # failpoints under fiu-ctrl
 bm_pair 16M on-io-error=pass-on
 bm_pair_initial_sync
 
-fiu-ctrl -f "$T/fiu" -c "enable name=disk/write/eio" "$PA"
+bm_fault "$PA" "enable name=disk/write/eio"
 "$PYTHON" - "$UA" <<'PY' || fail "the client did not see EIO with pass-on"
 import errno, nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
@@ -25,7 +24,7 @@ PY
 grep -q "disk I/O error" "$T/ra-alpha.log" || fail "the disk error was not logged"
 assert_eq "$(field "$CA" disk)" uptodate "pass-on leaves the disk attached"
 
-fiu-ctrl -f "$T/fiu" -c "disable name=disk/write/eio" "$PA"
+bm_fault "$PA" "disable name=disk/write/eio"
 "$PYTHON" - "$UA" <<'PY' || fail "a write after the disk recovered failed"
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])

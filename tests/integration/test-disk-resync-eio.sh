@@ -8,8 +8,7 @@ source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
-requires fiu-ctrl
+bm_faults   # failpoints under fiu-ctrl
 bm_pair 16M on-io-error=pass-on
 bm_pair_initial_sync
 
@@ -24,10 +23,10 @@ for i in range(4):
     h.pwrite(b"R" * (1 << 20), (8 + i) << 20)
 h.flush()
 PY
-    fiu-ctrl -f "$T/fiu" -c "enable name=$2" "$1"
+    bm_fault "$1" "enable name=$2"
     ctlb connect
     sleep 2.5
-    fiu-ctrl -f "$T/fiu" -c "disable name=$2" "$1"
+    bm_fault "$1" "disable name=$2"
     ctla wait-sync --timeout 30 || fail "$2: the resync did not finish once the disk worked"
 }
 count() { grep -c "$1" "$2" || true; }

@@ -20,8 +20,7 @@ done
 exit 0
 HOOK
 chmod +x "$T/fence"
-export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
-requires fiu-ctrl
+bm_faults   # failpoints under fiu-ctrl
 bm_pair 32M fencing=resource-and-stonith handler-fence-peer="$T/fence"
 bm_pair_initial_sync
 
@@ -67,10 +66,10 @@ bm_kill_at_exit "$opid"
 wait_for 20 sh -c "[ \$(grep -c '^A' '$T/olog' 2>/dev/null) -ge 300 ]"
 kill -STOP "$PB"
 sleep 0.5
-fiu-ctrl -f "$T/fiu" -c "enable name=link/send/fail" "$PA"
+bm_fault "$PA" "enable name=link/send/fail"
 writer "$T/w0b" &   # its send fails the link
 wait_for 20 test -e "$T/fenced"
-fiu-ctrl -f "$T/fiu" -c "disable name=link/send/fail" "$PA"
+bm_fault "$PA" "disable name=link/send/fail"
 sleep 1
 cp "$T/olog" "$T/olog.fenced"
 bm_kill9 "$PB"

@@ -8,14 +8,13 @@ source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
 requires "$PYTHON" -c 'import nbd'
 bm_setup
-export BM_FAULT_FIFO=$T/fiu   # failpoints (lib/fault.h) under fiu-ctrl
-requires fiu-ctrl
+bm_faults   # failpoints under fiu-ctrl
 bm_pair 64M protocol=async max-async-lag=64M
 bm_pair_initial_sync
 # Data links that deliver slowly, meta links that do not: what a demote
 # says can overtake the writes before it.
 for pid in "$PA" "$PB"; do
-    fiu-ctrl -f "$T/fiu" -c "enable name=link/recv/slow" "$pid"
+    bm_fault "$pid" "enable name=link/recv/slow"
 done
 
 burst() {   # burst URI BYTE: 16 MiB in 1 MiB writes, then 4 KiB at 60 MiB
