@@ -8,7 +8,7 @@ DEBS    := build-essential pkg-config liburing-dev libnl-genl-3-dev libssl-dev \
            libcunit1-dev libinih-dev libjson-c-dev libnbd-bin python3-libnbd \
            qemu-utils nbdkit fio mandoc iproute2 procps \
            qemu-system-x86 qemu-system-common busybox-static kmod cpio xz-utils zstd e2fsprogs \
-           libfiu-dev fiu-utils nftables libtsan2
+           libfiu-dev fiu-utils nftables libtsan2 dmsetup
 
 # The fuzz targets (tests/fuzz/, make fuzz): clang's libFuzzer.
 DEBS    += clang-14 libclang-rt-14-dev
