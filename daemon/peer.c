@@ -1788,6 +1788,12 @@ peer_established(struct peer *p, int source, int target)
 				}
 			}
 		}
+		/* Before SYNC_DONE goes out: a crash between the two would
+		 * otherwise keep local-changes with nothing left to send, and
+		 * the peer's later failover would look like a split brain
+		 * (gen_compare row 43; found by test_gen_model). */
+		if (done)
+			peer_changes_sent(r);
 		if (done && source) {
 			source = 0;
 			peer_sync_finished_source(p);
@@ -1806,8 +1812,6 @@ peer_established(struct peer *p, int source, int target)
 			px_send_s(&p->meta, PX_SYNC_DONE, 0, 0, buf, sizeof(buf));
 			last_tx = util_now_ms();
 		}
-		if (done)
-			peer_changes_sent(r);
 		if (dirty) {
 			struct px_state st;
 			peer_local_state(r, &st);
