@@ -23,6 +23,19 @@ cmd_reply(int ok, int code, const char *error)
 	return o;
 }
 
+/* Done, with a warning the operator should know when why is not empty. */
+static json_object *
+cmd_done(const char *cmd, const char *why)
+{
+	json_object *o = cmd_reply(1, 0, NULL);
+
+	if (why[0]) {
+		LOG_WARN("%s: %s", cmd, why);
+		json_object_object_add(o, "warning", json_object_new_string(why));
+	}
+	return o;
+}
+
 /* Progress of the resync; null while not connected. */
 static json_object *
 cmd_resync(struct res *r, const struct rsm_state *s, uint64_t oos)
@@ -340,13 +353,7 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 			LOG_WARN("%s refused: %s", cmd, why);
 			return cmd_reply(0, 1, why);
 		}
-		o = cmd_reply(1, 0, NULL);
-		if (why[0]) {
-			/* Done, with something the operator should know. */
-			LOG_WARN("%s: %s", cmd, why);
-			json_object_object_add(o, "warning", json_object_new_string(why));
-		}
-		return o;
+		return cmd_done(cmd, why);
 	}
 	if (id >= CMD_CONNECT && id <= CMD_INVALIDATE) {
 		why[0] = '\0';
@@ -355,7 +362,7 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 			LOG_WARN("%s refused: %s", cmd, why);
 			return cmd_reply(0, 1, why);
 		}
-		return cmd_reply(1, 0, NULL);
+		return cmd_done(cmd, why);
 	}
 	if (id == CMD_OUTDATE) {
 		rc = rsm_outdate(r, "outdate");

@@ -405,6 +405,40 @@ peer_reconnect(struct res *r)
 	return 0;
 }
 
+/* disconnect returns once the node is standalone, so that a connect or
+ * wait-connect run next does not see the session it just ended (its
+ * teardown waits for the data links and, under fencing, up to ping-timeout
+ * for the peer's confirmation; a connect attempt in progress ends within
+ * the handshake bound).  A connect since, or I/O frozen for fence-peer,
+ * settles it too: the fence handler may run for handler-timeout. */
+static int
+peer_disconnect_settle(struct res *r, char *why, size_t len)
+{
+	struct peer *p = r->peer;
+	uint64_t end = util_now_ms() + r->conf.ping_timeout_ms + 5000;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->lock);
+	/* A split brain stays visible while standalone (see discard-my-data). */
+	while (!p->want && r->state.conn != RSM_C_STANDALONE &&
+	       r->state.conn != RSM_C_SPLITBRAIN) {
+		if (atomic_load(&r->frozen) == RES_FROZEN_FENCE) {
+			snprintf(why, len, "disconnected; I/O is frozen until handler-fence-peer "
+				 "succeeds");
+			break;
+		}
+		if (util_now_ms() >= end) {
+			snprintf(why, len, "the connection is still being torn down (%s)",
+				 rsm_conn_name(r->state.conn));
+			rc = -ETIMEDOUT;
+			break;
+		}
+		peer_cond_wait_until(r, end);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
 int
 peer_disconnect(struct res *r, char *why, size_t len)
 {
@@ -415,7 +449,7 @@ peer_disconnect(struct res *r, char *why, size_t len)
 		return -ENOTCONN;
 	}
 	peer_set(p, &p->want, 0);
-	return 0;
+	return peer_disconnect_settle(r, why, len);
 }
 
 /* ---- state ---- */
