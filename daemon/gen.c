@@ -107,6 +107,12 @@ gen_same_generation(const struct gen_side *l, const struct gen_side *p)
 	}
 	if (l->local_changes)		/* and p */
 		return gen_v(GEN_SPLIT_BRAIN, 37, 1, 0);
+	if (l->uptodate && (l->verify_diff || p->verify_diff)) {
+		if ((dir = gen_only(l->verify_diff, p->verify_diff)) != 0 ||
+		    (dir = gen_by_node_uuid(l, p)) != 0)
+			return gen_dir(dir, 0, 38);
+		return gen_v(GEN_SPLIT_BRAIN, 38, 1, 0);
+	}
 	if (l->uptodate)		/* and p: row 34 said both or neither */
 		return gen_v(GEN_NO_SYNC, 38, 1, 0);
 	if ((dir = gen_by_node_uuid(l, p)) != 0)
@@ -229,6 +235,10 @@ gen_judge(const struct gen_side *l, const struct gen_side *p)
  *      blocks they name hold the same data on both (DRBD's rule 40).
  *      Each side clears its bitmap (unless it was promoted meanwhile),
  *      so the bits do not live on.
+ *      Unless a verify found them to differ and the repair did not end
+ *      (verify_diff): SOURCE_BITMAP on the side that verified (both: the
+ *      higher node_uuid, as 36; equal: SPLIT_BRAIN).  Nobody wrote those
+ *      blocks, so either copy is as good; what matters is that they move.
  * 39   neither up to date: L has the higher node_uuid
  *                                              SOURCE_BITMAP
  *      as 36; the caller refuses a source that is not up to date, so

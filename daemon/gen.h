@@ -28,6 +28,8 @@ struct gen_side {
 	int crashed_primary;        /* META_F_CRASHED_PRIMARY: was primary, stopped uncleanly */
 	int local_changes;          /* META_F_LOCAL_CHANGES: left primary with writes of
 				     * its own the peer may lack, at this current */
+	int verify_diff;            /* META_F_VERIFY_DIFF: a verify found the bits to
+				     * name blocks that really differ */
 	int discard_my_data;        /* operator asked this side to become sync target */
 	int uptodate;               /* disk state uptodate (not inconsistent/outdated) */
 };

@@ -593,5 +593,5 @@ meta_start_generation(struct meta_sb *sb)
 		sizeof(sb->gen_history) - sizeof(sb->gen_history[0]));
 	sb->gen_history[0] = sb->gen_current;
 	sb->gen_current = meta_new_gen();
-	sb->flags &= ~META_F_LOCAL_CHANGES;
+	sb->flags &= ~(META_F_LOCAL_CHANGES | META_F_VERIFY_DIFF);
 }

@@ -39,7 +39,14 @@
  * is no longer primary: out-of-sync bits alone may be a secondary's
  * activity extents or a resync's leftovers. */
 #define META_F_LOCAL_CHANGES   (1u << 7)
-#define META_F_ALL             0xbfu
+/* A verify found blocks that differ from the peer, at a current generation
+ * both share, and the resync that repairs them has not ended: the bits
+ * name real differences, not stale marks (gen_compare row 38).  Set on
+ * the node that verified, once the bits are on disk; cleared when a
+ * resync pass ends with nothing out of sync, at a resync end as target,
+ * with no bits left at a connect, and with a new generation. */
+#define META_F_VERIFY_DIFF     (1u << 8)
+#define META_F_ALL             0x1bfu
 /* Not stored: sent in px_state flags when the operator asked this node to
  * become sync target (discard-my-data). */
 #define META_F_DISCARD_REQUESTED (1u << 6)

@@ -519,6 +519,7 @@ peer_gen_side(const struct px_state *st, int discard, struct gen_side *g)
 	g->primary = st->role;
 	g->crashed_primary = !!(st->flags & META_F_CRASHED_PRIMARY);
 	g->local_changes = !!(st->flags & META_F_LOCAL_CHANGES);
+	g->verify_diff = !!(st->flags & META_F_VERIFY_DIFF);
 	g->discard_my_data = discard;
 	g->uptodate = st->disk == RSM_D_UPTODATE;
 }
@@ -1606,7 +1607,7 @@ peer_sync_finished_target(struct peer *p, const struct px_state *src)
 	sb.gen_bitmap = 0;
 	sb.flags |= META_F_UPTODATE | META_F_CONSISTENT;
 	sb.flags &= ~(META_F_JUST_CREATED | META_F_CRASHED_PRIMARY | META_F_DISCARD_REQUESTED |
-		      META_F_LOCAL_CHANGES);
+		      META_F_LOCAL_CHANGES | META_F_VERIFY_DIFF);
 	dm_sb_commit(r->dm, &sb);
 	s.disk = RSM_D_UPTODATE;
 	s.repl = RSM_R_ESTABLISHED;
@@ -1665,7 +1666,7 @@ peer_sync_confirmed(struct peer *p, const struct px_state *theirs)
 	}
 	p->end_unconfirmed = 0;
 	sb.gen_bitmap = 0;
-	sb.flags &= ~(META_F_CRASHED_PRIMARY | META_F_LOCAL_CHANGES);
+	sb.flags &= ~(META_F_CRASHED_PRIMARY | META_F_LOCAL_CHANGES | META_F_VERIFY_DIFF);
 	dm_sb_commit(r->dm, &sb);
 }
 
@@ -1703,9 +1704,10 @@ peer_in_sync(struct res *r, const struct px_state *mine)
 
 	peer_clear_stale(r, mine);
 	dm_sb_begin(r->dm, &sb);
-	if (sb.gen_bitmap || (sb.flags & META_F_CRASHED_PRIMARY)) {
+	/* No sync with verify-diff: neither side had bits left (row 30). */
+	if (sb.gen_bitmap || (sb.flags & (META_F_CRASHED_PRIMARY | META_F_VERIFY_DIFF))) {
 		sb.gen_bitmap = 0;
-		sb.flags &= ~META_F_CRASHED_PRIMARY;
+		sb.flags &= ~(META_F_CRASHED_PRIMARY | META_F_VERIFY_DIFF);
 		dm_sb_commit(r->dm, &sb);
 	} else {
 		dm_sb_abort(r->dm);
@@ -1716,6 +1718,7 @@ peer_in_sync(struct res *r, const struct px_state *mine)
  * every write of ours, and local-changes (set by a demote while the pass
  * ran, pull-ahead) no longer holds.  Left set, it would make a later
  * failover of the peer look like a split brain (gen_compare row 43).
+ * Nor does verify-diff: the differences it found are repaired.
  * Bitmap first, so that a crash in between keeps the flag with its bits. */
 static void
 peer_changes_sent(struct res *r)
@@ -1723,12 +1726,29 @@ peer_changes_sent(struct res *r)
 	struct meta_sb sb;
 
 	dm_sb_get(r->dm, &sb);
-	if (!(sb.flags & META_F_LOCAL_CHANGES) || dm_any_oos(r->dm))
+	if (!(sb.flags & (META_F_LOCAL_CHANGES | META_F_VERIFY_DIFF)) || dm_any_oos(r->dm))
 		return;
 	if (dm_sync_bitmap(r->dm))
 		return;
 	dm_sb_begin(r->dm, &sb);
-	sb.flags &= ~META_F_LOCAL_CHANGES;
+	sb.flags &= ~(META_F_LOCAL_CHANGES | META_F_VERIFY_DIFF);
+	dm_sb_commit(r->dm, &sb);
+}
+
+/* A verify found blocks that differ: the bits on disk, then the record
+ * that they name real differences, before the repair starts.  Cut short
+ * (reconnect, crash), it resumes at the next connect instead of the bits
+ * being cleared as stale (gen_compare row 38).  A crash before the record
+ * forgets the verify, as if it had not run. */
+static void
+peer_verify_record(struct res *r)
+{
+	struct meta_sb sb;
+
+	if (dm_sync_bitmap(r->dm))
+		return;
+	dm_sb_begin(r->dm, &sb);
+	sb.flags |= META_F_VERIFY_DIFF;
 	dm_sb_commit(r->dm, &sb);
 }
 
@@ -1808,6 +1828,7 @@ peer_established(struct peer *p, int source, int target)
 				struct rsm_state ls;
 				int prole = 0, pdisk = 0;
 
+				peer_verify_record(r);
 				rsm_get(r, &ls);
 				peer_info(r, &prole, &pdisk);
 				if (ls.role == RSM_PRIMARY || !prole) {

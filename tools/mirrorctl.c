@@ -168,7 +168,7 @@ cmd_show_md(const struct opts *o)
 {
 	static const char *flag_names[] = { "consistent", "uptodate", "primary",
 					    "crashed-primary", "peer-outdated", "just-created",
-					    NULL /* not stored */, "local-changes" };
+					    NULL /* not stored */, "local-changes", "verify-diff" };
 	struct meta_sb sb;
 	struct bm *bm, *act;
 	uint64_t disk_sz, md_sz, nbits, next, per, oos;

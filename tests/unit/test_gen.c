@@ -596,6 +596,38 @@ test_gen_same_generation_stale_bits_no_sync(void)
 	CU_ASSERT(disks_equal(&p));
 }
 
+/* Same generation, two secondaries: a verify found blocks that differ and
+ * its repair was cut (reconnect, crash of the verifier).  The bits name
+ * real differences: the verifier is source, not row 38's "stale, clear". */
+static void
+test_gen_same_generation_verify_diff(void)
+{
+	struct pair p;
+
+	initial_sync(&p);
+	demote(&p, A);
+	p.n[A].bits |= 1u << 4;
+	p.n[B].bits |= 1u << 4;
+	p.n[B].g.verify_diff = 1;
+	p.n[A].g.node_uuid = 200;
+	p.n[B].g.node_uuid = 100;
+	EXPECT(&p, B, GEN_SOURCE_BITMAP, 38, 38);
+	/* Both verified: the tie-break, whichever it is, moves the blocks. */
+	p.n[A].g.verify_diff = 1;
+	EXPECT(&p, A, GEN_SOURCE_BITMAP, 38, 38);
+	p.n[B].g.node_uuid = 200;
+	EXPECT(&p, A, GEN_SPLIT_BRAIN, 38, 38);
+	/* A record of a role wins: the primary's data is what users see. */
+	p.n[B].g.node_uuid = 100;
+	p.n[A].g.verify_diff = 0;
+	p.n[A].g.primary = 1;
+	EXPECT(&p, A, GEN_SOURCE_BITMAP, 32, 32);
+	/* No bits left on either side: nothing to move. */
+	p.n[A].g.primary = 0;
+	p.n[A].bits = p.n[B].bits = 0;
+	EXPECT(&p, A, GEN_NO_SYNC, 30, 30);
+}
+
 /* Pull-ahead, then a clean demote of the primary while still connected:
  * its bits are writes B lacks; B's stale bits and higher node_uuid must not
  * make B the source (the old row 36 did). */
@@ -1321,6 +1353,7 @@ main(void)
 		  test_gen_secondary_crash_after_switchover_is_target },
 		{ "test_gen_same_generation_stale_bits_no_sync",
 		  test_gen_same_generation_stale_bits_no_sync },
+		{ "test_gen_same_generation_verify_diff", test_gen_same_generation_verify_diff },
 		{ "test_gen_pull_ahead_then_demote_writer_is_source",
 		  test_gen_pull_ahead_then_demote_writer_is_source },
 		{ "test_gen_same_generation_both_local_changes_split_brain",
