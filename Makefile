@@ -58,7 +58,7 @@ Q :=
 endif
 
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-bins
-.PHONY: all check check-unit check-integration check-vm check-tsan demo bench install deps lint clean
+.PHONY: all check check-unit check-integration check-vm check-tsan soak demo bench install deps lint clean
 all: $(B)/mirrord $(B)/mirrorctl
 
 $(B)/%.o: %.c
@@ -108,6 +108,30 @@ TSAN_TESTS := test-repl-protocols test-repl-resync test-repl-crash test-repl-ver
 check-tsan: deps
 	$(Q)$(MAKE) --no-print-directory B=build/tsan TSAN=1 all
 	$(Q)tests/run --bin build/tsan $(TSAN_TESTS)
+
+# The long run of the fault-injection suite, by hand (README.md, Tests):
+# the crash loop with SOAK_POINTS crash points, the network and disk fault
+# tests SOAK_ROUNDS times each (those that draw at random print their seed), the generation model
+# to depth SOAK_GEN_DEPTH, the replication tests under TSan, then every fuzz
+# target for SOAK_FUZZ_SECONDS.  Stops at the first failing step; each
+# round prints the seed that replays it.
+SOAK_POINTS ?= 500
+SOAK_ROUNDS ?= 5
+SOAK_GEN_DEPTH ?= 10
+SOAK_FUZZ_SECONDS ?= 600
+SOAK_FAULT_TESTS := test-net-partition test-repl-async-crash test-fencing test-repl-switchover-crash \
+                    $(notdir $(basename $(wildcard tests/integration/test-disk-faults-random.sh)))
+soak: deps
+	$(Q)$(MAKE) --no-print-directory B=build/asan SAN=1 all units
+	$(Q)CRASH_POINTS=$(SOAK_POINTS) TEST_TIMEOUT_SCALE=$$(( ($(SOAK_POINTS) + 53) / 54 + 1 )) \
+	    tests/run --bin build/asan test-crashloop
+	$(Q)for i in $$(seq $(SOAK_ROUNDS)); do \
+	    echo "soak round $$i of $(SOAK_ROUNDS)"; \
+	    tests/run --bin build/asan $(SOAK_FAULT_TESTS) || exit 1; \
+	done
+	$(Q)GEN_MODEL_DEPTH=$(SOAK_GEN_DEPTH) TEST_TIMEOUT=7200 tests/run --bin build/asan test_gen_model
+	$(Q)$(MAKE) --no-print-directory check-tsan
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(SOAK_FUZZ_SECONDS)
 
 # The kernel front ends, in a VM (tests/vm/lib.sh).
 check-vm: deps
