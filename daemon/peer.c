@@ -23,6 +23,7 @@
 #include "daemon/resource.h"
 #include "daemon/resync.h"
 #include "daemon/rsm.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "proto/px.h"
@@ -179,6 +180,33 @@ peer_fencing_applies(struct res *r)
 	rsm_get(r, &s);
 	return r->conf.fencing && r->conf.protocol == CONF_PROTO_SYNC &&
 	       s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED;
+}
+
+/* fencing = resource-and-stonith: from the state exchange until the session
+ * is connected, no write starts.  The exchange tells an up-to-date peer
+ * "no sync" at the generation it shares with this node; a write made alone
+ * after it, before the data links replicate, would be one the peer lacks
+ * while the connect that follows says "in sync" (the cluster hook lifts
+ * its fence then) -- and one that a link lost before "connected" would
+ * leave unfenced.  Writes are held before they start (wp_submit), so once
+ * connected they go to the peer like any other.  Any node (a promote may
+ * come during the session); only writes are held. */
+static void
+peer_session_hold(struct res *r)
+{
+	int no = RES_FROZEN_NO;
+
+	if (r->conf.fencing && r->conf.protocol == CONF_PROTO_SYNC)
+		atomic_compare_exchange_strong(&r->frozen, &no, RES_FROZEN_SESSION);
+}
+
+static void
+peer_session_release(struct res *r)
+{
+	int held = RES_FROZEN_SESSION;
+
+	if (atomic_compare_exchange_strong(&r->frozen, &held, RES_FROZEN_NO))
+		wp_thaw_all(r);
 }
 
 void
@@ -1312,6 +1340,10 @@ peer_teardown(struct peer *p, const char *why, int lost)
 		/* Held when a link failed, but the peer left in order. */
 		if (atomic_compare_exchange_strong(&r->frozen, &link, RES_FROZEN_NO))
 			wp_thaw_all(r);
+		/* A session that failed before it was connected: the peer never
+		 * left the state it had before (fenced, or behind a generation
+		 * this node's writes alone move on). */
+		peer_session_release(r);
 	}
 	p->outdate_self = p->outdate_peer = 0;
 	rsm_get(r, &s);
@@ -1333,6 +1365,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 }
 
 /* ---- the connection sequence ---- */
+
 
 static int
 peer_send_bitmap(struct peer *p)
@@ -2018,6 +2051,7 @@ peer_session(struct peer *p, struct peer_conn *c)
 	p->authed = 1;
 	/* Derived by both sides in the handshake; data links must carry it. */
 	peer_session_set(p, c->hr.session);
+	peer_session_hold(r);
 	/* The STATE below carries every local change up to here. */
 	pthread_mutex_lock(&r->lock);
 	req = p->state_req;
@@ -2030,6 +2064,7 @@ peer_session(struct peer *p, struct peer_conn *c)
 	if (d < 0) {
 		px_send_s(&p->meta, PX_DISCONNECT, 0, 0, NULL, 0);
 		peer_close_meta(p);
+		peer_session_release(r);
 		/* Do not retry by itself: the operator decides. */
 		peer_set(p, &p->want, 0);
 		return 0;
@@ -2050,6 +2085,8 @@ peer_session(struct peer *p, struct peer_conn *c)
 		peer_begin_target(r);
 	if (d == GEN_NO_SYNC)
 		peer_in_sync(r, &mine);
+	if (FAULT("peer/session/slow"))
+		sleep(3);	/* tests: a session slow to come up */
 	rc = peer_open_data_links(p);
 	if (rc) {
 		LOG_WARN("peer: opening data links failed: %s", strerror(-rc));
@@ -2085,6 +2122,9 @@ peer_session(struct peer *p, struct peer_conn *c)
 	}
 	peer_conn_state(r, RSM_C_CONNECTED, source ? RSM_R_SYNCSOURCE : target ? RSM_R_SYNCTARGET
 				      : RSM_R_ESTABLISHED, gen_decision_name((enum gen_decision)d));
+	/* Connected: a link lost from now on is fenced (peer_fencing_applies),
+	 * and what was held goes to the peer like any write. */
+	peer_session_release(r);
 	/* The source moves its bits; a primary also repairs any bit set while
 	 * the links were coming up. */
 	if (source || mine.role)

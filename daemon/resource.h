@@ -49,6 +49,7 @@ enum {
 	RES_FROZEN_NO,
 	RES_FROZEN_FENCE,   /* the peer was lost: until fence-peer succeeds or resume-io */
 	RES_FROZEN_LINK,    /* a link failed: until the peer thread knows whether it was lost */
+	RES_FROZEN_SESSION, /* fencing: a session is coming up, until connected or failed */
 };
 
 struct res {
