@@ -586,6 +586,58 @@ peer_timeouts(int fd, int ms)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* The address of a socket, IPv4-mapped IPv6 as IPv4: into out (16 bytes),
+ * returns its length (4 or 16), or 0 for another family. */
+static int
+peer_addr_bytes(const struct sockaddr *sa, unsigned char *out)
+{
+	static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (sa->sa_family == AF_INET) {
+		memcpy(out, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		return 4;
+	}
+	if (sa->sa_family != AF_INET6)
+		return 0;
+	memcpy(out, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+	if (memcmp(out, mapped, sizeof(mapped)) == 0) {
+		memmove(out, out + 12, 4);
+		return 4;
+	}
+	return 16;
+}
+
+static int
+peer_addr_any(const struct sockaddr *sa)
+{
+	static const unsigned char zero[16];
+	unsigned char a[16];
+	int n = peer_addr_bytes(sa, a);
+
+	return n == 0 || memcmp(a, zero, (size_t)n) == 0;
+}
+
+/* Whether an incoming connection comes from the peer's configured address
+ * (any address its host name resolves to): like DRBD, the listener talks
+ * to nobody else, so that other hosts cannot take its handshake slots.
+ * An unresolvable name lets every address through (the HMAC still
+ * decides). */
+static int
+peer_from_peer(struct peer *p, const struct sockaddr *from)
+{
+	const struct conf_node *n = &p->res->conf.nodes[p->res->conf.peer];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai, *i;
+	unsigned char a[16], b[16];
+	int la = peer_addr_bytes(from, a), ok = 0;
+
+	if (getaddrinfo(n->host, "0", &hints, &ai))
+		return 1;
+	for (i = ai; i && !ok; i = i->ai_next)
+		ok = la && peer_addr_bytes(i->ai_addr, b) == la && memcmp(a, b, (size_t)la) == 0;
+	freeaddrinfo(ai);
+	return ok;
+}
+
 static int
 peer_resolve(const struct conf_node *n, struct addrinfo **ai, int passive)
 {
@@ -596,6 +648,24 @@ peer_resolve(const struct conf_node *n, struct addrinfo **ai, int passive)
 		hints.ai_flags = AI_PASSIVE;
 	snprintf(port, sizeof(port), "%u", n->port);
 	return getaddrinfo(n->host, port, &hints, ai) ? -EHOSTUNREACH : 0;
+}
+
+/* The connector's links leave from this node's own address, as DRBD's do:
+ * the listener accepts the peer's address only (peer_from_peer), and on a
+ * host with several addresses the route might pick another.  Best effort:
+ * a wildcard or unusable own address leaves the choice to the kernel. */
+static void
+peer_bind_self(struct res *r, int fd, int family)
+{
+	const struct conf_node *self = &r->conf.nodes[r->conf.self];
+	struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV }, *ai;
+
+	if (getaddrinfo(self->host, "0", &hints, &ai))
+		return;
+	if (!peer_addr_any(ai->ai_addr) && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+		LOG_DEBUG("peer: binding to %s before dialing: %s", self->host, strerror(errno));
+	freeaddrinfo(ai);
 }
 
 /* Waits up to ms for fd: 1 ready, 0 on timeout or when the thread must
@@ -644,6 +714,7 @@ peer_dial(struct peer *p, int ms)
 		freeaddrinfo(ai);
 		return -errno;
 	}
+	peer_bind_self(r, fd, ai->ai_family);
 	rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
 	freeaddrinfo(ai);
 	if (rc < 0 && errno != EINPROGRESS) {
@@ -1026,6 +1097,8 @@ static int
 peer_acc_one(struct peer *p, struct peer_hs_job *jobs)
 {
 	struct peer_hs_job *j = NULL;
+	struct sockaddr_storage from;
+	socklen_t fromlen = sizeof(from);
 	int fd, want;
 
 	pthread_mutex_lock(&p->res->lock);
@@ -1035,9 +1108,21 @@ peer_acc_one(struct peer *p, struct peer_hs_job *jobs)
 	 * at once. */
 	if (want && !(j = peer_acc_slot(jobs)))
 		return 0;
-	fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	fd = accept4(p->listen_fd, (struct sockaddr *)&from, &fromlen, SOCK_CLOEXEC);
 	if (fd < 0)
 		return errno == EAGAIN || errno == EINTR || errno == ECONNABORTED ? 0 : -errno;
+	if (j && !peer_from_peer(p, (struct sockaddr *)&from)) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		unsigned quiet;
+
+		getnameinfo((struct sockaddr *)&from, fromlen, host, sizeof(host), NULL, 0,
+			    NI_NUMERICHOST);
+		if (peer_acc_log_ok(p, &quiet))
+			LOG_WARN("peer: refused a connection from %s: not %s's address (%s); "
+				 "%u more not logged", host, p->res->conf.nodes[p->res->conf.peer].name,
+				 p->res->conf.nodes[p->res->conf.peer].host, quiet);
+		j = NULL;
+	}
 	if (!j) {
 		close(fd);
 		return 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Peer traffic is untrusted until authenticated: a wrong secret is
 # rejected; random bytes, truncated and oversized frames end the
-# connection; the node keeps serving throughout.
+# connection; a host other than the peer is refused before any handshake;
+# the node keeps serving throughout.
 # timeout: 120
 source "$(dirname "$0")/functions.sh"
 source "$(dirname "$0")/repl.sh"
@@ -57,6 +58,28 @@ for name, data in cases.items():
     s.close()
 print("all garbage connections closed")
 PY
+# A host that is not the peer (127.0.0.2; the peer is 127.0.0.1) is turned
+# away at once, before any handshake: it never takes one of the listener's
+# handshake slots from the real peer.
+"$PYTHON" - "$port" <<'PY' || fail "a connection from another address was not refused at once"
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.2", 0))
+s.settimeout(2)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+t0 = time.monotonic()
+try:
+    data = s.recv(4096)
+except socket.timeout:
+    sys.exit("still open after 2 s")
+except ConnectionResetError:
+    data = b""
+if data:
+    sys.exit("the listener talked to it: %r" % data[:16])
+print("closed after %.0f ms" % ((time.monotonic() - t0) * 1000))
+PY
+assert_contains "$T/rb-beta.log" "refused a connection from 127.0.0.2: not alpha's address" \
+    "the refusal is logged"
 # beta still serves: status answers and its export reads.
 assert_eq "$(field "$CB" role)" secondary "beta alive"
 "$PYTHON" -c 'import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pread(4096, 0)' "$UB"
