@@ -127,6 +127,12 @@ struct peer {
 	/* Peer thread only: how the next orderly teardown ends. */
 	int outdate_self;        /* the primary goes on without us: outdate */
 	int outdate_peer;        /* we are primary and go on: tell the peer */
+	/* Peer thread only: our current generation the peer learnt in this
+	 * session's state exchange (0: no session). */
+	uint64_t session_gen;
+	/* Peer thread only: this session made us sync source and the resync
+	 * has not ended; the peer is an inconsistent target until then. */
+	int source_running;
 };
 
 struct link_msg {
@@ -660,7 +666,13 @@ peer_bind_self(struct res *r, int fd, int family)
 	const struct conf_node *self = &r->conf.nodes[r->conf.self];
 	struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV }, *ai;
+	int one = 1;
 
+	/* The port is picked by connect(), as without a bind: bind() alone
+	 * would take any free one -- the listener's own while the peer is
+	 * down, which then cannot restart (or connects to itself). */
+	if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) < 0)
+		return;
 	if (getaddrinfo(self->host, "0", &hints, &ai))
 		return;
 	if (!peer_addr_any(ai->ai_addr) && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
@@ -1335,6 +1347,20 @@ peer_fence_verdict(int rc, int *fenced)
 }
 
 /* Ends every data link and waits until the queues have let go of them. */
+/* This node started a generation since the peer learnt its current one (a
+ * promote that was not in sync, which restarts the session): the peer's
+ * current is then our bitmap generation, which names every block since,
+ * so a teardown needs no second one.  Two per promote pushed a shared
+ * generation off the history (gen_compare row 80, "unrelated"). */
+static int
+peer_gen_moved(struct peer *p)
+{
+	struct meta_sb sb;
+
+	dm_sb_get(p->res->dm, &sb);
+	return p->session_gen && sb.gen_current != p->session_gen;
+}
+
 /* lost: the peer vanished (EOF, error, timeout), as opposed to an orderly
  * disconnect or restart on either side: only then is it fenced. */
 static void
@@ -1440,11 +1466,18 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	 * writes alone too, and nothing else would record them once this node
 	 * is demoted.  Armed first, so a write racing with the check cannot
 	 * slip through at the old generation. */
-	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED) {
+	if (s.role == RSM_PRIMARY && s.conn == RSM_C_CONNECTED && !peer_gen_moved(p)) {
 		dm_new_gen_on_write(r->dm, 1);
-		if (dm_any_oos(r->dm))
+		/* Not when the bits are a resync's to a target: it is
+		 * inconsistent, so the next connect makes this node source
+		 * again whatever the generations (gen_compare row 34).  A new
+		 * one at each restart (an invalidate, say) pushed the shared
+		 * generation off the history: "unrelated". */
+		if (dm_any_oos(r->dm) && !p->source_running)
 			dm_new_gen_now(r->dm);
 	}
+	p->session_gen = 0;
+	p->source_running = 0;
 	if (s.conn != RSM_C_SPLITBRAIN)
 		peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, why);
 }
@@ -1758,6 +1791,7 @@ peer_sync_finished_source(struct peer *p)
 	 * connection is a bitmap resync (gen_compare row 40), not the full
 	 * one of row 50.  The bits cleared are made durable now, as on the
 	 * target. */
+	p->source_running = 0;
 	dm_sync_bitmap(r->dm);
 	p->end_unconfirmed = 1;
 	peer_local_state(r, &st);
@@ -2145,6 +2179,8 @@ peer_session(struct peer *p, struct peer_conn *c)
 		LOG_WARN("peer: state exchange failed");
 		goto fail;
 	}
+	p->session_gen = mine.gen_current;
+	p->source_running = 0;
 	d = peer_decide(p, &mine, &theirs);
 	if (d < 0) {
 		px_send_s(&p->meta, PX_DISCONNECT, 0, 0, NULL, 0);
@@ -2164,6 +2200,7 @@ peer_session(struct peer *p, struct peer_conn *c)
 		goto fail;
 	source = d == GEN_SOURCE_BITMAP || d == GEN_SOURCE_FULL;
 	target = d == GEN_TARGET_BITMAP || d == GEN_TARGET_FULL;
+	p->source_running = source;
 	if (d == GEN_SOURCE_FULL || d == GEN_TARGET_FULL)
 		dm_mark_all(r->dm);
 	if (target)

@@ -799,10 +799,11 @@ set_side(struct node *n, uint64_t cur, uint64_t bm, uint64_t h0, uint64_t h1, ui
  * 101 is older than B's current: no rule relates them.  Refused as
  * unrelated although B only needs a full sync from A (row 51 one step
  * earlier); recovery is create-md on B.  DRBD keeps fewer history slots
- * and has the same limit; the double generation per promote is the
- * daemon's (peer_teardown after rsm_promote), and a bitmap generation that
- * stays behind the peer's current after a lost confirmation makes history
- * the only link. */
+ * and has the same limit.  (The second generation per promote, from the
+ * session restart's peer_teardown, is gone: peer_gen_moved(); the
+ * sequence now takes twice the promotes.)  A bitmap generation that stays
+ * behind the peer's current after a lost confirmation makes history the
+ * only link. */
 static void
 test_gen_known_limit_history_overflow_unrelated(void)
 {

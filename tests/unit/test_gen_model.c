@@ -132,6 +132,9 @@ struct wnode {
 	int hist_lost;		/* truth: a generation fell off the end of the history */
 	int discarded;		/* truth: target of a resync that resolved a split brain
 				 * (discard-my-data or the policy), not ended yet */
+	uint64_t told;		/* p->session_gen: the current the peer learnt in this
+				 * session, when it has changed since (within one
+				 * event: a promote's restart); 0 otherwise */
 };
 
 struct wstate {
@@ -143,6 +146,8 @@ struct wstate {
 				 * peer knows (RSM_R_BEHIND, outdated), 2 not yet */
 	int sb;			/* the last connect found split brain */
 	int sep;		/* how the pair last came apart */
+	int tsrc;		/* within one event: the resync source (1 + node) when the
+				 * session ended, not a catch-up (p->source_running) */
 };
 
 /* Packed and canonical: generations renamed in order of appearance. */
@@ -415,10 +420,22 @@ outdate(struct wnode *n)
 	n->disk = D_OUTDATED;
 }
 
+/* The session ends: what peer_teardown() knows of the resync. */
+static void
+end_session(struct wstate *w)
+{
+	w->tsrc = w->ahead ? 0 : w->src;
+	w->src = 0;
+	w->ahead = 0;
+}
+
 /* peer.c peer_teardown(), node i's side of an established session that
  * ends: outdate when an orderly end leaves a primary going on; a primary
  * arms the new generation on its first write alone, or starts one now when
- * blocks are out of sync already (dm_new_gen_on_write / dm_new_gen_now). */
+ * blocks are out of sync already (dm_new_gen_on_write / dm_new_gen_now) --
+ * unless it started one since the peer learnt its current (peer_gen_moved:
+ * a promote that was not in sync); not now while its resync to an
+ * inconsistent target runs (p->source_running). */
 static void
 teardown(struct wstate *w, int i, int lost, int outdate_self, int peer_was_primary)
 {
@@ -426,14 +443,16 @@ teardown(struct wstate *w, int i, int lost, int outdate_self, int peer_was_prima
 
 	if (!lost && outdate_self && peer_was_primary)
 		outdate(n);
-	if (n->primary) {
+	if (n->primary && !(n->told && n->told != n->cur)) {
 		n->bump = 1;
-		if (any_oos(w, i)) {	/* dm_new_gen_now() */
+		if (any_oos(w, i) && w->tsrc != i + 1) {	/* dm_new_gen_now() */
 			n->bump = 0;
 			start_gen(n);
 		}
-		n->apart = 1;
 	}
+	if (n->primary)
+		n->apart = 1;
+	n->told = 0;
 }
 
 /* mirrord.c initial_state(): the disk state a start derives from flags. */
@@ -752,8 +771,7 @@ crash(struct wstate *w, int i, int variant)
 	n->bump = 0;
 	n->discard = 0;
 	w->conn = 0;
-	w->src = 0;
-	w->ahead = 0;
+	end_session(w);
 	if (conn) {
 		teardown(w, j, 1, 0, 0);
 		w->sep = SEP_LOST;
@@ -820,8 +838,10 @@ rs_end(struct wstate *w, int variant)
 	w->sigs = sigs_map(w->sigs, f_copy, &s);
 	m = W_OOS(s);
 	w->sigs = sigs_map(w->sigs, f_clear_bits, &m);
+	/* SYNC_DONE went out (but in variant 3): no longer source_running. */
 	w->src = 0;
 	w->ahead = 0;
+	w->tsrc = 0;
 	if (variant == 1) {
 		/* Its bits come back from disk, it stays inconsistent; the
 		 * source loses the link. */
@@ -876,6 +896,8 @@ promote(struct wstate *w, int i)
 			fail(F_OUTDATE_MISSED, "node %d promoted", i);
 	}
 	in_sync_now = w->conn && !w->src && n->disk == D_UPTODATE && o->disk == D_UPTODATE;
+	if (w->conn)
+		n->told = n->cur;
 	if (!in_sync_now)
 		start_gen(n);
 	n->flags |= META_F_PRIMARY | META_F_UPTODATE | META_F_CONSISTENT;
@@ -888,11 +910,11 @@ promote(struct wstate *w, int i)
 		/* peer_reconnect(): restart, both sides tear down in order
 		 * (outdate_self on the restarting side, whose peer is no
 		 * primary; no OUTDATE flag), then connect again. */
+		end_session(w);
 		teardown(w, i, 0, 1, 0);
 		teardown(w, 1 - i, 0, 0, 1);
 		w->conn = 0;
-		w->src = 0;
-		w->ahead = 0;
+		end_session(w);
 		n->apart = o->apart = 0;
 		model_connect(w);
 	}
@@ -946,8 +968,7 @@ linkfail_write(struct wstate *w, int i)
 		return 0;
 	add_write(w, W_ON(i) | W_OOS(i) | W_ACK);	/* acknowledged after the teardown */
 	w->conn = 0;
-	w->src = 0;
-	w->ahead = 0;
+	end_session(w);
 	teardown(w, 0, 1, 0, 0);
 	teardown(w, 1, 1, 0, 0);
 	w->sep = SEP_LOST;
@@ -992,8 +1013,7 @@ disconnect(struct wstate *w)
 	if (!w->conn)
 		return 0;
 	w->conn = 0;
-	w->src = 0;
-	w->ahead = 0;
+	end_session(w);
 	teardown(w, 0, 0, 1, p1);
 	teardown(w, 1, 0, p0, p0);
 	w->sep = p0 || p1 ? SEP_ORDERLY_PRIMARY : SEP_ORDERLY;
@@ -1006,8 +1026,7 @@ link_loss(struct wstate *w)
 	if (!w->conn)
 		return 0;
 	w->conn = 0;
-	w->src = 0;
-	w->ahead = 0;
+	end_session(w);
 	teardown(w, 0, 1, 0, 0);
 	teardown(w, 1, 1, 0, 0);
 	w->sep = SEP_LOST;
@@ -1031,8 +1050,7 @@ invalidate(struct wstate *w, int i)
 	n->flags &= ~(META_F_UPTODATE | META_F_CONSISTENT);
 	n->disk = D_INCONSISTENT;
 	w->conn = 0;
-	w->src = 0;
-	w->ahead = 0;
+	end_session(w);
 	teardown(w, i, 0, 1, pj);
 	teardown(w, 1 - i, 0, 0, 0);
 	model_connect(w);
@@ -1074,8 +1092,7 @@ stop(struct wstate *w, int i)
 
 	if (w->conn) {
 		w->conn = 0;
-		w->src = 0;
-		w->ahead = 0;
+		end_session(w);
 		teardown(w, i, 0, 1, pj);
 		teardown(w, 1 - i, 0, 0, pi);
 		w->sep = pj ? SEP_ORDERLY_PRIMARY : SEP_ORDERLY;
