@@ -202,12 +202,8 @@ wp_disk_end(struct wp_queue *q, struct req *r, int res)
 }
 
 static void
-wp_disk_done(struct ev_op *op, int res, uint32_t flags)
+wp_disk_result(struct wp_queue *q, struct req *r, int res)
 {
-	struct req *r = container_of(op, struct req, op);
-	struct wp_queue *q = r->wait.ctx;
-
-	(void)flags;
 	if (res == -EINTR || res == -EAGAIN) {
 		wp_issue(q, r);
 		return;
@@ -256,6 +252,37 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 		break;
 	}
 	wp_disk_end(q, r, 0);
+}
+
+static void wp_disk_done(struct ev_op *op, int res, uint32_t flags);
+
+/* The slow disk's completion, held back: r->res kept its result. */
+static void
+wp_slow_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct req *r = container_of(op, struct req, op);
+
+	(void)res;
+	(void)flags;
+	r->op.cb = wp_disk_done;
+	wp_disk_result(r->wait.ctx, r, r->res);
+}
+
+static void
+wp_disk_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct req *r = container_of(op, struct req, op);
+	struct wp_queue *q = r->wait.ctx;
+
+	(void)flags;
+	if (FAULT(r->type == REQ_READ ? "disk/read/slow" : "disk/write/slow")) {
+		/* r->res is not the request's result before wp_local_done. */
+		r->res = res;
+		r->op.cb = wp_slow_done;
+		disk_delay(q->loop, &r->op);
+		return;
+	}
+	wp_disk_result(q, r, res);
 }
 
 static void
