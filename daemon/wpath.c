@@ -180,6 +180,33 @@ wp_fault(const struct req *r, int res)
 	return res;
 }
 
+static struct lk *
+wp_link(struct wp_queue *q)
+{
+	struct lk *l = q->rq->link;
+
+	return lk_ready(l) ? l : NULL;
+}
+
+/* A client read the local disk failed, and the disk is detached now: the
+ * peer's disk serves it, as it serves every later read (its answer is
+ * the client's, wp_finish).  0 when there is no peer to ask. */
+static int
+wp_read_from_peer(struct wp_queue *q, struct req *r)
+{
+	struct lk *link;
+
+	if (r->type != REQ_READ || r->replica || r->to_peer || !atomic_load(&q->res->detached))
+		return 0;
+	link = wp_link(q);
+	if (!link)
+		return 0;
+	r->to_peer = 1;
+	r->pending |= WP_P_PEER;
+	lk_send(link, r);
+	return 1;
+}
+
 /* The local disk is done with r (res 0 or -errno): an error is the state
  * machine's to judge (on-io-error) before the request completes, so that
  * a detach already counts for it. */
@@ -196,6 +223,8 @@ wp_disk_end(struct wp_queue *q, struct req *r, int res)
 		if (!rsm_disk_error(q->res, res, what))
 			LOG_WARN("disk I/O error: %s failed: %s (on-io-error = pass-on)", what,
 				 strerror(-res));
+		else if (wp_read_from_peer(q, r))
+			LOG_INFO("%s: read from the peer's disk instead", what);
 	}
 	wp_local_done(q, r, res);
 	rsm_disk_io_end(q->res, 1);
@@ -323,14 +352,6 @@ wp_start(struct wp_queue *q, struct req *r, struct lk *link)
 	}
 	if (link)
 		lk_send(link, r);
-}
-
-static struct lk *
-wp_link(struct wp_queue *q)
-{
-	struct lk *l = q->rq->link;
-
-	return lk_ready(l) ? l : NULL;
 }
 
 /* Async with on-congestion = pull-ahead: past max-async-lag, go on alone
