@@ -26,6 +26,9 @@ ORACLE=$BM_SRC/tests/oracle/oracle.py
 FAULTS=(disk/write/eio disk/read/eio meta/write/eio disk/write/short disk/read/short
         meta/write/short disk/write/slow disk/read/slow meta/write/slow)
 RD_FIRST=$((24 << 20)) RD_LEN=$((2 << 20))   # the reader's region
+# Each round's writer has blocks of its own, below the reader's region.
+BLOCKS=$((RD_FIRST / 4096 / ROUNDS)); ((BLOCKS <= 512)) || BLOCKS=512
+((BLOCKS >= 16)) || fail "ROUNDS=$ROUNDS: too many rounds for the disk"
 bm_setup
 bm_faults   # failpoints under fiu-ctrl
 # Few, small activity extents: the metadata is written often.
@@ -113,7 +116,7 @@ for ((k = 0; k < ROUNDS; k++)); do
     prob=0.0$((RANDOM % 5 + 1))
     echo "round $k: $fp on $n (primary $P), probability $prob"
     rm -f "$T/stop"
-    "$ORACLE" write "$(uri "$P")" "$T/olog.$k" --first $((k * 512)) --blocks 512 \
+    "$ORACLE" write "$(uri "$P")" "$T/olog.$k" --first $((k * BLOCKS)) --blocks "$BLOCKS" \
         --depth 8 --flush-every 32 --seed "$RANDOM" --stop "$T/stop" &
     w=$!
     bm_kill_at_exit "$w"
