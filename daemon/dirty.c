@@ -131,6 +131,36 @@ dm_lru_add_tail(struct dm *dm, uint32_t e)
 	dm->lru_tail = e;
 }
 
+/* Tests only (lib/fault.h): a slow metadata disk.  The metadata writes are
+ * synchronous on their caller's thread, as a slow disk would keep them. */
+static void
+dm_fault_slow(void)
+{
+	struct timespec ts = { 0, 300 * 1000 * 1000 };
+
+	if (FAULT("meta/write/slow"))
+		nanosleep(&ts, NULL);
+}
+
+/* pwritev2 of one buffer; in tests (lib/fault.h) a disk that writes only
+ * the first half, in sectors, as the kernel may.  A device whose O_DIRECT
+ * cannot write half a page is not short. */
+static ssize_t
+dm_pwrite(int fd, void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { buf, len };
+	ssize_t w;
+
+	if (len >= 1024 && FAULT("meta/write/short")) {
+		iov.iov_len = len / 2 / 512 * 512;
+		w = pwritev2(fd, &iov, 1, (off_t)off, RWF_DSYNC);
+		if (w >= 0 || errno != EINVAL)
+			return w;
+		iov.iov_len = len;
+	}
+	return pwritev2(fd, &iov, 1, (off_t)off, RWF_DSYNC);
+}
+
 /* Writes `n` staged pages (iobuf) to base + page*4096, one write per run of
  * consecutive pages, each durable (RWF_DSYNC) so that only this range is
  * flushed, not the data pages of a shared file. */
@@ -143,23 +173,30 @@ dm_write_pages(struct dm *dm, uint64_t base, uint32_t n)
 		return 0;	/* the disk failed: persist nothing on it */
 	if (n && FAULT("meta/write/eio"))	/* tests: a failing metadata disk */
 		return -EIO;
+	if (n)
+		dm_fault_slow();
 	while (i < n) {
 		uint32_t j = i + 1;
-		struct iovec iov;
+		size_t len, done = 0;
 		ssize_t w;
 
 		while (j < n && dm->iopages[j] == dm->iopages[j - 1] + 1)
 			j++;
-		iov.iov_base = (char *)dm->iobuf + (size_t)i * DM_PAGE;
-		iov.iov_len = (size_t)(j - i) * DM_PAGE;
-		do {
-			w = pwritev2(dm->md_fd, &iov, 1,
-				     (off_t)(base + (uint64_t)dm->iopages[i] * DM_PAGE), RWF_DSYNC);
-		} while (w < 0 && errno == EINTR);
-		if (w < 0)
-			return -errno;
-		if ((size_t)w != iov.iov_len)
-			return -EIO;
+		len = (size_t)(j - i) * DM_PAGE;
+		/* A short write is the kernel's to make (a signal, a full
+		 * device): the rest is written again, and the next call
+		 * returns the error if there is one. */
+		while (done < len) {
+			w = dm_pwrite(dm->md_fd, (char *)dm->iobuf + (size_t)i * DM_PAGE + done,
+				      len - done, base + (uint64_t)dm->iopages[i] * DM_PAGE + done);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return -errno;
+			if (w == 0)
+				return -EIO;
+			done += (size_t)w;
+		}
 		i = j;
 	}
 	return 0;
@@ -935,6 +972,7 @@ dm_write_sb(struct dm *dm, const struct meta_sb *sb)
 		return 0;	/* the disk failed: persist nothing on it */
 	if (FAULT("meta/write/eio"))
 		return -EIO;
+	dm_fault_slow();
 	return meta_write_sb(dm->md_fd, sb);
 }
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -154,6 +155,20 @@ disk_fd_for(const struct disk *d, uint64_t off, uint32_t len)
 	return d->fd;
 }
 
+/* Tests only (lib/fault.h): a disk that does part of a read or write, as
+ * the kernel may: asking for half (in the fd's alignment) makes the
+ * completion genuinely short, the rest really not read or written. */
+static uint32_t
+disk_fault_len(const struct disk *d, int fd, int write, uint32_t len)
+{
+	uint32_t unit = fd == d->fd_direct ? d->align : 1;
+	uint32_t half = len / 2 / unit * unit;
+
+	if (!half || !FAULT(write ? "disk/write/short" : "disk/read/short"))
+		return len;
+	return half;
+}
+
 void
 disk_prep(struct disk *d, struct io_uring_sqe *sqe, struct req *r, int zero_fallback)
 {
@@ -164,10 +179,12 @@ disk_prep(struct disk *d, struct io_uring_sqe *sqe, struct req *r, int zero_fall
 	switch (r->type) {
 	case REQ_READ:
 		fd = disk_fd_for(d, r->off, r->len);
+		len = disk_fault_len(d, fd, 0, len);
 		io_uring_prep_read(sqe, fd, (char *)r->buf + r->done, len, off);
 		break;
 	case REQ_WRITE:
 		fd = disk_fd_for(d, r->off, r->len);
+		len = disk_fault_len(d, fd, 1, len);
 		io_uring_prep_write(sqe, fd, (char *)r->buf + r->done, len, off);
 		if (r->flags & REQ_F_FUA)
 			sqe->rw_flags = RWF_DSYNC;
@@ -180,6 +197,7 @@ disk_prep(struct disk *d, struct io_uring_sqe *sqe, struct req *r, int zero_fall
 		if (zero_fallback) {
 			len = MIN(len, DISK_ZERO_CHUNK);
 			fd = disk_fd_for(d, off, len);
+			len = disk_fault_len(d, fd, 1, len);
 			io_uring_prep_write(sqe, fd, disk_zeros, len, off);
 			if (r->flags & REQ_F_FUA)
 				sqe->rw_flags = RWF_DSYNC;
@@ -195,4 +213,17 @@ disk_prep(struct disk *d, struct io_uring_sqe *sqe, struct req *r, int zero_fall
 	default:
 		VERIFY(0);
 	}
+}
+
+/* Tests: how long a slow disk holds a completion back.  Read-only, so the
+ * queue threads share it; the kernel copies it when it takes the SQE. */
+static struct __kernel_timespec disk_slow_ts = { .tv_sec = 0, .tv_nsec = 300 * 1000 * 1000 };
+
+void
+disk_delay(struct ev_loop *loop, struct ev_op *op)
+{
+	struct io_uring_sqe *sqe = ev_get_sqe(loop);
+
+	io_uring_prep_timeout(sqe, &disk_slow_ts, 0, 0);
+	ev_sqe_set_op(sqe, op);
 }

@@ -35,4 +35,9 @@ uint32_t disk_align(const struct disk *d);
 void disk_prep(struct disk *d, struct io_uring_sqe *sqe, struct req *r, int zero_fallback);
 uint32_t disk_zero_chunk(void);
 
+/* The tests' slow disk (failpoints named .../slow, lib/fault.h): op's
+ * callback runs a few hundred ms from now on loop's thread, which goes on
+ * meanwhile. */
+void disk_delay(struct ev_loop *loop, struct ev_op *op);
+
 #endif

@@ -97,15 +97,28 @@ rs_tag_end(struct rs *rs, struct rs_tag *t)
 	rs_pump(rs);
 }
 
+/* The rest of a resync read, from r->done on. */
 static void
-rs_read_done(struct ev_op *op, int res, uint32_t flags)
+rs_reissue(struct rs *rs, struct req *r)
 {
-	struct req *r = container_of(op, struct req, op);
-	struct rs_tag *t = (struct rs_tag *)r;
-	struct rs *rs = t->rs;
+	struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
+
+	disk_prep(rs->res->disk, sqe, r, 0);
+	ev_sqe_set_op(sqe, &r->op);
+}
+
+static void
+rs_read_result(struct rs *rs, struct rs_tag *t, int res)
+{
+	struct req *r = &t->r;
 	unsigned int mdlen = 0;
 
-	(void)flags;
+	if (res == -EINTR || res == -EAGAIN) {
+		rs_reissue(rs, r);
+		return;
+	}
+	if (res == 0)	/* past the end: cannot happen on a sane disk */
+		res = -EIO;
 	if (res > 0 && FAULT("disk/read/eio"))	/* tests: a failing source disk */
 		res = -EIO;
 	if (res < 0) {
@@ -117,17 +130,15 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 		rs->io_error = 1;
 	}
 	if (res > 0 && (uint32_t)res < r->len - r->done) {
-		struct io_uring_sqe *sqe = ev_get_sqe(rs->q->loop);
 		r->done += (uint32_t)res;
-		disk_prep(rs->res->disk, sqe, r, 0);
-		ev_sqe_set_op(sqe, &r->op);
+		rs_reissue(rs, r);
 		return;
 	}
 	rsm_disk_io_end(rs->res, 1);
-	if (res <= 0 || !lk_ready(rs->q->link)) {
-		if (res <= 0)
+	if (res < 0 || !lk_ready(rs->q->link)) {
+		if (res < 0)
 			LOG_WARN("resync: reading %llu+%u failed: %s", (unsigned long long)r->off,
-				 r->len, strerror(res ? -res : EIO));
+				 r->len, strerror(-res));
 		rs_tag_end(rs, t);
 		return;
 	}
@@ -137,6 +148,35 @@ rs_read_done(struct ev_op *op, int res, uint32_t flags)
 	}
 	EVP_Digest(r->buf, r->len, t->hash, &mdlen, EVP_sha256(), NULL);
 	lk_send_csum_req(rs->q->link, r);
+}
+
+static void rs_read_done(struct ev_op *op, int res, uint32_t flags);
+
+/* The slow disk's completion, held back: r.res kept its result. */
+static void
+rs_read_slow_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct rs_tag *t = (struct rs_tag *)container_of(op, struct req, op);
+
+	(void)res;
+	(void)flags;
+	t->r.op.cb = rs_read_done;
+	rs_read_result(t->rs, t, t->r.res);
+}
+
+static void
+rs_read_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct rs_tag *t = (struct rs_tag *)container_of(op, struct req, op);
+
+	(void)flags;
+	if (FAULT("disk/read/slow")) {	/* tests: a slow source disk */
+		t->r.res = res;
+		t->r.op.cb = rs_read_slow_done;
+		disk_delay(t->rs->q->loop, &t->r.op);
+		return;
+	}
+	rs_read_result(t->rs, t, res);
 }
 
 static void

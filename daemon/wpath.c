@@ -180,6 +180,33 @@ wp_fault(const struct req *r, int res)
 	return res;
 }
 
+static struct lk *
+wp_link(struct wp_queue *q)
+{
+	struct lk *l = q->rq->link;
+
+	return lk_ready(l) ? l : NULL;
+}
+
+/* A client read the local disk failed, and the disk is detached now: the
+ * peer's disk serves it, as it serves every later read (its answer is
+ * the client's, wp_finish).  0 when there is no peer to ask. */
+static int
+wp_read_from_peer(struct wp_queue *q, struct req *r)
+{
+	struct lk *link;
+
+	if (r->type != REQ_READ || r->replica || r->to_peer || !atomic_load(&q->res->detached))
+		return 0;
+	link = wp_link(q);
+	if (!link)
+		return 0;
+	r->to_peer = 1;
+	r->pending |= WP_P_PEER;
+	lk_send(link, r);
+	return 1;
+}
+
 /* The local disk is done with r (res 0 or -errno): an error is the state
  * machine's to judge (on-io-error) before the request completes, so that
  * a detach already counts for it. */
@@ -196,18 +223,16 @@ wp_disk_end(struct wp_queue *q, struct req *r, int res)
 		if (!rsm_disk_error(q->res, res, what))
 			LOG_WARN("disk I/O error: %s failed: %s (on-io-error = pass-on)", what,
 				 strerror(-res));
+		else if (wp_read_from_peer(q, r))
+			LOG_INFO("%s: read from the peer's disk instead", what);
 	}
 	wp_local_done(q, r, res);
 	rsm_disk_io_end(q->res, 1);
 }
 
 static void
-wp_disk_done(struct ev_op *op, int res, uint32_t flags)
+wp_disk_result(struct wp_queue *q, struct req *r, int res)
 {
-	struct req *r = container_of(op, struct req, op);
-	struct wp_queue *q = r->wait.ctx;
-
-	(void)flags;
 	if (res == -EINTR || res == -EAGAIN) {
 		wp_issue(q, r);
 		return;
@@ -258,6 +283,37 @@ wp_disk_done(struct ev_op *op, int res, uint32_t flags)
 	wp_disk_end(q, r, 0);
 }
 
+static void wp_disk_done(struct ev_op *op, int res, uint32_t flags);
+
+/* The slow disk's completion, held back: r->res kept its result. */
+static void
+wp_slow_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct req *r = container_of(op, struct req, op);
+
+	(void)res;
+	(void)flags;
+	r->op.cb = wp_disk_done;
+	wp_disk_result(r->wait.ctx, r, r->res);
+}
+
+static void
+wp_disk_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct req *r = container_of(op, struct req, op);
+	struct wp_queue *q = r->wait.ctx;
+
+	(void)flags;
+	if (FAULT(r->type == REQ_READ ? "disk/read/slow" : "disk/write/slow")) {
+		/* r->res is not the request's result before wp_local_done. */
+		r->res = res;
+		r->op.cb = wp_slow_done;
+		disk_delay(q->loop, &r->op);
+		return;
+	}
+	wp_disk_result(q, r, res);
+}
+
 static void
 wp_init(struct wp_queue *q, struct req *r)
 {
@@ -296,14 +352,6 @@ wp_start(struct wp_queue *q, struct req *r, struct lk *link)
 	}
 	if (link)
 		lk_send(link, r);
-}
-
-static struct lk *
-wp_link(struct wp_queue *q)
-{
-	struct lk *l = q->rq->link;
-
-	return lk_ready(l) ? l : NULL;
 }
 
 /* Async with on-congestion = pull-ahead: past max-async-lag, go on alone
