@@ -21,6 +21,17 @@
 #include "proto/px.h"
 #include "tests/fuzz/fuzz.h"
 
+/* struct px_bitmap's first_bit, read here from the wire format. */
+static uint64_t
+first_bit(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -78,6 +89,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		FUZZ_CHECK(rc == 1 && m.type == PX_BITMAP);
 		FUZZ_CHECK(off == got && n > 0 && n <= chunk && off + n <= bytes);
+		FUZZ_CHECK(first_bit(payload) == off * 8);	/* where the peer put it */
 		FUZZ_CHECK(n == chunk || off + n == bytes);
 		for (uint32_t i = 0; i < n; i++) {	/* dm_bitmap_or */
 			FUZZ_CHECK(!seen[off + i]);
