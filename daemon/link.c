@@ -12,6 +12,7 @@
 #include "daemon/peer.h"
 #include "daemon/resource.h"
 #include "daemon/resync.h"
+#include "daemon/rxcheck.h"
 #include "daemon/wpath.h"
 #include "lib/fault.h"
 #include "lib/log.h"
@@ -723,9 +724,10 @@ lk_send_oos(struct lk *l, uint64_t off, uint32_t len, int ahead)
 	lk_txq_add(l, &s->tx);
 }
 
-/* An ack names a slot: it must be one we sent, of the matching kind. */
+/* An ack names a slot: one still waiting for its answer.  Whether the
+ * ack fits the request in it is rxc_ack_check()'s. */
 static struct lk_slot *
-lk_slot_for(struct lk *l, uint64_t id, uint16_t ack_type)
+lk_slot_for(struct lk *l, uint64_t id)
 {
 	uint32_t idx = (uint32_t)id, gen = (uint32_t)(id >> 32);
 	struct lk_slot *s;
@@ -735,41 +737,35 @@ lk_slot_for(struct lk *l, uint64_t id, uint16_t ack_type)
 	s = &l->slots[idx];
 	if (!s->in_use || s->gen != gen || s->acked)
 		return NULL;
-	switch (ack_type) {
-	case PX_WRITE_ACK: return (s->type == PX_WRITE || s->type == PX_TRIM) ? s : NULL;
-	case PX_RECV_ACK:  return (s->type == PX_WRITE || s->type == PX_TRIM) ? s : NULL;
-	case PX_FLUSH_ACK: return s->type == PX_FLUSH ? s : NULL;
-	case PX_RS_ACK:    return s->type == PX_RS_DATA ? s : NULL;
-	case PX_CSUM:      return s->type == PX_CSUM_REQ ? s : NULL;
-	case PX_READ_DATA: return s->type == PX_READ_REQ ? s : NULL;
-	}
-	return NULL;
+	return s;
 }
 
+/* An acknowledgement (d checked by rxc_data_msg) of a request we sent.
+ * 0, or -EPROTO with why set. */
 static int
-lk_handle_ack(struct lk *l, const struct px_msg *m, const void *payload)
+lk_handle_ack(struct lk *l, const struct rxc_data *d, char *why, size_t whylen)
 {
-	struct lk_slot *s = lk_slot_for(l, m->id, m->type);
-	struct px_ack ack = { 0 };
+	struct lk_slot *s = lk_slot_for(l, d->m.id);
+	struct px_ack ack = d->ack;
 	struct req *r;
 
-	if (!s)
+	if (!s) {
+		snprintf(why, whylen, "%s for a request never sent", px_type_name(d->m.type));
 		return -EPROTO;
-	if (m->type == PX_CSUM) {
-		struct px_csum c;
-
-		if (px_csum_decode(payload, m->len, &c) || c.offset != s->off || c.length != s->len)
-			return -EPROTO;
+	}
+	if (rxc_ack_check(d, s->type, s->off, s->len, why, whylen))
+		return -EPROTO;
+	if (d->m.type == PX_CSUM) {
 		s->acked = 1;
 		r = s->r;
 		s->r = NULL;
 		if (r)
-			resync_csum(r, c.sha256);
+			resync_csum(r, d->csum.sha256);
 		lk_slot_maybe_free(l, s);
 		lk_retry_waiting(l);
 		return 0;
 	}
-	if (m->type == PX_RECV_ACK) {
+	if (d->m.type == PX_RECV_ACK) {
 		/* Semi-sync: received is enough. */
 		if (s->r && l->res->conf.protocol == CONF_PROTO_SEMISYNC) {
 			r = s->r;
@@ -778,8 +774,6 @@ lk_handle_ack(struct lk *l, const struct px_msg *m, const void *payload)
 		}
 		return 0;
 	}
-	if (px_ack_decode(payload, m->len, &ack))
-		return -EPROTO;
 	s->acked = 1;
 	if (s->type == PX_FLUSH) {
 		/* Every write sent before this flush is durable on the peer. */
@@ -787,8 +781,10 @@ lk_handle_ack(struct lk *l, const struct px_msg *m, const void *payload)
 			struct lk_slot *w = &l->slots[i];
 			if (!w->in_use || w->seq > s->seq || (w->type != PX_WRITE && w->type != PX_TRIM))
 				continue;
-			if (!w->acked)
-				return -EPROTO;	/* the peer must ack writes before the flush */
+			if (!w->acked) {	/* the peer must ack writes before the flush */
+				snprintf(why, whylen, "FLUSH_ACK before the WRITE_ACKs it covers");
+				return -EPROTO;
+			}
 			if (ack.status)
 				dm_mark_oos(l->res->dm, w->off, w->len);
 			lk_slot_free(l, w);
@@ -877,14 +873,6 @@ lk_ack(struct lk *l, struct lk_rtag *t, uint16_t type, int status)
 		return;
 	}
 	lk_txq_add(l, &t->ack);
-}
-
-static void
-lk_rtag_release(struct lk *l, struct lk_rtag *t)
-{
-	t->next = l->free_rtags;
-	l->free_rtags = t;
-	l->rtags_busy--;
 }
 
 /* The hash of our copy of the range; a sync target that answers one no
@@ -1065,20 +1053,6 @@ lk_recv_ack(struct lk *l, struct lk_rtag *t)
 	lk_txq_add(l, &t->rack);
 }
 
-static int
-lk_check_io(struct lk *l, const struct px_io *io, const struct px_msg *m, int data)
-{
-	if (io->length == 0 || io->offset > l->res->size ||
-	    io->length > l->res->size - io->offset)
-		return -EPROTO;
-	if (data && (io->length > l->max_data || m->len != sizeof(struct px_io) + io->length))
-		return -EPROTO;
-	return 0;
-}
-
-/* Parses one message at the head of the receive buffer.  Returns 1 when
- * it was consumed, 0 when more bytes are needed, -EAGAIN when out of tags,
- * or -EPROTO with why set. */
 /* Our READ_REQ is answered: the request completes with the peer's status. */
 static void
 lk_read_done(struct lk *l, struct lk_slot *s, int status)
@@ -1093,165 +1067,117 @@ lk_read_done(struct lk *l, struct lk_slot *s, int status)
 }
 
 /* READ_DATA: its data goes straight into the request's buffer, received
- * there directly (l->rd) when not all of it is here yet.  1 handled, 0
- * more bytes needed, -EPROTO. */
+ * there directly (l->rd) when not all of it is here yet.  1 handled, or
+ * -EPROTO with why set. */
 static int
-lk_read_data(struct lk *l, const struct px_msg *m, const char *p, uint32_t avail, char *why,
-	     size_t whylen)
+lk_read_data(struct lk *l, const struct rxc_data *d, char *why, size_t whylen)
 {
-	struct lk_slot *s;
-	struct px_ack ack;
+	struct lk_slot *s = lk_slot_for(l, d->m.id);
 	uint32_t take;
 
-	if (avail < PX_HDR_SIZE + sizeof(struct px_ack))
-		return 0;
-	s = lk_slot_for(l, m->id, PX_READ_DATA);
-	if (!s || !s->r || px_ack_decode(p + PX_HDR_SIZE, sizeof(struct px_ack), &ack) ||
-	    m->len != sizeof(struct px_ack) + (ack.status ? 0 : s->len)) {
+	if (!s || !s->r || rxc_ack_check(d, s->type, s->off, s->len, why, whylen)) {
 		snprintf(why, whylen, "READ_DATA that answers no READ_REQ of this length");
 		return -EPROTO;
 	}
 	s->acked = 1;
-	l->rx_head += PX_HDR_SIZE + sizeof(struct px_ack);
-	take = ack.status ? 0 : MIN(l->rx_tail - l->rx_head, s->len);
+	l->rx_head += d->fixed;
+	take = d->ack.status ? 0 : MIN(l->rx_tail - l->rx_head, s->len);
 	memcpy(s->r->buf, l->rx + l->rx_head, take);
 	l->rx_head += take;
-	if (!ack.status && take < s->len) {
+	if (!d->ack.status && take < s->len) {
 		l->rd = s;
 		l->payload_got = take;
 		return 1;
 	}
-	lk_read_done(l, s, ack.status);
+	lk_read_done(l, s, d->ack.status);
 	return 1;
 }
 
+/* Parses one message at the head of the receive buffer.  Returns 1 when
+ * it was consumed, 0 when more bytes are needed, -EAGAIN when out of tags,
+ * or -EPROTO with why set.  What the message says is checked by
+ * rxc_data_msg() first (daemon/rxcheck.h); here only what needs the
+ * link's own state: the role, the slot an ack names, a free tag. */
 static int
 lk_parse_one(struct lk *l, char *why, size_t whylen)
 {
+	const struct rxc_limits lim = { .size = l->res->size, .max_data = l->max_data };
 	uint32_t avail = l->rx_tail - l->rx_head;
-	const char *p = l->rx + l->rx_head;
-	struct px_msg m;
-	struct px_io io;
+	struct rxc_data d;
 	struct lk_rtag *t;
-	int rc, data;
+	int rc;
 
-	if (avail < PX_HDR_SIZE)
-		return 0;
-	rc = px_hdr_decode(p, l->max_data, &m, why, whylen);
-	if (rc)
-		return -EPROTO;
-	switch (m.type) {
-	case PX_WRITE_ACK: case PX_FLUSH_ACK: case PX_RS_ACK: case PX_RECV_ACK: case PX_CSUM:
-		if (avail < PX_HDR_SIZE + m.len)
-			return 0;
-		if (lk_handle_ack(l, &m, p + PX_HDR_SIZE)) {
-			snprintf(why, whylen, "%s for a request never sent", px_type_name(m.type));
-			return -EPROTO;
-		}
-		l->rx_head += PX_HDR_SIZE + m.len;
-		return 1;
-	case PX_READ_DATA:
-		return lk_read_data(l, &m, p, avail, why, whylen);
-	case PX_OOS:
-		if (avail < PX_HDR_SIZE + m.len)
-			return 0;
-		if (px_io_decode(p + PX_HDR_SIZE, m.len, &io) || lk_check_io(l, &io, &m, 0)) {
-			snprintf(why, whylen, "bad OOS range");
-			return -EPROTO;
-		}
-		dm_mark_oos(l->res->dm, io.offset, io.length);
-		/* A verify sends it too: only pull-ahead makes this node behind. */
-		if (m.flags & PX_F_AHEAD)
-			peer_set_behind(l->res);
-		l->rx_head += PX_HDR_SIZE + m.len;
-		return 1;
-	case PX_WRITE: case PX_RS_DATA: case PX_TRIM: case PX_FLUSH: case PX_CSUM_REQ:
-	case PX_READ_REQ:
-		break;
-	default:
-		snprintf(why, whylen, "unexpected %s on a data link", px_type_name(m.type));
-		return -EPROTO;
-	}
+	rc = rxc_data_msg(&lim, l->rx + l->rx_head, avail, &d, why, whylen);
+	if (rc <= 0)
+		return rc;
 	/* Requests from the peer: nothing may write under a primary's users,
 	 * resync data included (a target promoted with --force). */
-	if (m.type == PX_WRITE || m.type == PX_TRIM || m.type == PX_RS_DATA) {
-		if (!peer_accepts_writes(l->res)) {
-			snprintf(why, whylen, "peer sent %s but this node is primary",
-				 px_type_name(m.type));
+	if (d.writes && !peer_accepts_writes(l->res)) {
+		snprintf(why, whylen, "peer sent %s but this node is primary",
+			 px_type_name(d.m.type));
+		return -EPROTO;
+	}
+	switch (d.m.type) {
+	case PX_WRITE_ACK: case PX_FLUSH_ACK: case PX_RS_ACK: case PX_RECV_ACK: case PX_CSUM:
+		if (lk_handle_ack(l, &d, why, whylen))
 			return -EPROTO;
-		}
-	}
-	if (m.type != PX_FLUSH && avail < LK_IO_HDR)
-		return 0;
-	memset(&io, 0, sizeof(io));
-	if (m.type != PX_FLUSH && px_io_decode(p + PX_HDR_SIZE, sizeof(struct px_io), &io)) {
-		snprintf(why, whylen, "bad %s header", px_type_name(m.type));
-		return -EPROTO;
-	}
-	data = m.type == PX_WRITE || m.type == PX_RS_DATA;
-	if ((m.type == PX_TRIM || m.type == PX_CSUM_REQ || m.type == PX_READ_REQ) &&
-	    m.len != sizeof(struct px_io)) {
-		snprintf(why, whylen, "TRIM with a payload");
-		return -EPROTO;
-	}
-	if (m.type != PX_FLUSH && lk_check_io(l, &io, &m, data)) {
-		snprintf(why, whylen, "%s range %llu+%u is invalid", px_type_name(m.type),
-			 (unsigned long long)io.offset, io.length);
-		return -EPROTO;
+		l->rx_head += d.fixed;
+		return 1;
+	case PX_READ_DATA:
+		return lk_read_data(l, &d, why, whylen);
+	case PX_OOS:
+		dm_mark_oos(l->res->dm, d.io.offset, d.io.length);
+		/* A verify sends it too: only pull-ahead makes this node behind. */
+		if (d.m.flags & PX_F_AHEAD)
+			peer_set_behind(l->res);
+		l->rx_head += d.fixed;
+		return 1;
 	}
 	t = lk_rtag_get(l);
 	if (!t)
 		return -EAGAIN;
-	t->id = m.id;
-	t->type = m.type;
-	t->flags = m.flags;
-	t->r.off = io.offset;
-	t->r.len = io.length;
-	t->r.flags = (m.flags & PX_F_FUA) ? REQ_F_FUA : 0;
+	t->id = d.m.id;
+	t->type = d.m.type;
+	t->flags = d.m.flags;
+	t->r.off = d.io.offset;
+	t->r.len = d.io.length;
+	t->r.flags = (d.m.flags & PX_F_FUA) ? REQ_F_FUA : 0;
 	t->r.replica = 1;
-	switch (m.type) {
+	l->rx_head += d.fixed;
+	switch (d.m.type) {
 	case PX_FLUSH:
 		t->r.type = REQ_FLUSH;
-		t->r.off = 0;
-		t->r.len = 0;
-		l->rx_head += PX_HDR_SIZE;
 		lk_dispatch(l, t);
 		return 1;
 	case PX_CSUM_REQ:
 	case PX_READ_REQ:
-		if (io.length > l->max_data) {
-			snprintf(why, whylen, "%s of %u bytes", px_type_name(m.type), io.length);
-			lk_rtag_release(l, t);
-			return -EPROTO;
-		}
 		t->r.type = REQ_READ;
-		l->rx_head += LK_IO_HDR;
 		lk_dispatch(l, t);
 		return 1;
 	case PX_TRIM:
-		t->r.type = (m.flags & PX_F_ZERO) ? REQ_WRITE_ZEROES : REQ_TRIM;
-		if (m.flags & PX_F_NO_HOLE)
+		t->r.type = (d.m.flags & PX_F_ZERO) ? REQ_WRITE_ZEROES : REQ_TRIM;
+		if (d.m.flags & PX_F_NO_HOLE)
 			t->r.flags |= REQ_F_NO_HOLE;
-		l->rx_head += LK_IO_HDR;
 		if (l->res->conf.protocol == CONF_PROTO_SEMISYNC)
 			lk_recv_ack(l, t);
 		lk_dispatch(l, t);
 		return 1;
 	}
+	/* WRITE, RS_DATA: the data goes straight into the tag's buffer of
+	 * max_data bytes (d.data <= max_data). */
 	t->r.type = REQ_WRITE;
-	l->rx_head += LK_IO_HDR;
 	avail = l->rx_tail - l->rx_head;
 	{
-		uint32_t take = MIN(avail, io.length);
+		uint32_t take = MIN(avail, d.data);
 		memcpy(t->r.buf, l->rx + l->rx_head, take);
 		l->rx_head += take;
-		if (take < io.length) {
+		if (take < d.data) {
 			l->payload = t;
 			l->payload_got = take;
 			return 1;
 		}
 	}
-	if (m.type == PX_WRITE && l->res->conf.protocol == CONF_PROTO_SEMISYNC)
+	if (d.m.type == PX_WRITE && l->res->conf.protocol == CONF_PROTO_SEMISYNC)
 		lk_recv_ack(l, t);
 	lk_dispatch(l, t);
 	return 1;

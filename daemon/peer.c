@@ -23,6 +23,7 @@
 #include "daemon/resource.h"
 #include "daemon/resync.h"
 #include "daemon/rsm.h"
+#include "daemon/rxcheck.h"
 #include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -539,23 +540,6 @@ peer_local_state(struct res *r, struct px_state *st)
 	if (r->peer && r->peer->discard_my_data)
 		st->flags |= META_F_DISCARD_REQUESTED;
 	pthread_mutex_unlock(&r->lock);
-}
-
-static void
-peer_gen_side(const struct px_state *st, int discard, struct gen_side *g)
-{
-	memset(g, 0, sizeof(*g));
-	g->current = st->gen_current;
-	g->bitmap = st->gen_bitmap;
-	memcpy(g->history, st->gen_history, sizeof(g->history));
-	g->node_uuid = st->node_uuid;
-	g->oos_bits = st->oos_bits;
-	g->primary = st->role;
-	g->crashed_primary = !!(st->flags & META_F_CRASHED_PRIMARY);
-	g->local_changes = !!(st->flags & META_F_LOCAL_CHANGES);
-	g->verify_diff = !!(st->flags & META_F_VERIFY_DIFF);
-	g->discard_my_data = discard;
-	g->uptodate = st->disk == RSM_D_UPTODATE;
 }
 
 static int
@@ -1506,37 +1490,34 @@ peer_send_bitmap(struct peer *p)
 	return px_send_s(&p->meta, PX_BITMAP_DONE, 0, 0, NULL, 0);
 }
 
+/* The peer's bitmap, ORed into ours; what it may send is
+ * rxc_bitmap_step()'s to say (daemon/rxcheck.h). */
 static int
 peer_recv_bitmap(struct peer *p)
 {
 	struct res *r = p->res;
 	static unsigned char buf[sizeof(struct px_bitmap) + PX_BITMAP_CHUNK];
-	uint64_t bytes = dm_bitmap_bytes(r->dm);
+	struct rxc_bitmap rb;
 	struct px_msg m;
 	char why[160];
 	int rc;
 
+	rxc_bitmap_init(&rb, dm_bitmap_bytes(r->dm), PX_BITMAP_CHUNK);
 	for (;;) {
-		uint64_t first;
+		uint64_t off;
+		uint32_t n;
 
 		rc = px_recv_s(&p->meta, &m, buf, sizeof(buf), r->conf.max_io_size, why, sizeof(why));
 		if (rc) {
 			LOG_WARN("peer: receiving the bitmap: %s", rc == -EPROTO ? why : strerror(-rc));
 			return rc;
 		}
-		if (m.type == PX_BITMAP_DONE)
-			return 0;
-		if (m.type != PX_BITMAP || m.len < sizeof(struct px_bitmap))
-			return -EPROTO;
-		memcpy(&first, buf, sizeof(first));
-		first = be64toh(first);
-		if (first % 8 || first / 8 > bytes ||
-		    m.len - sizeof(struct px_bitmap) > bytes - first / 8) {
-			LOG_WARN("peer: bitmap chunk out of range");
-			return -EPROTO;
-		}
-		dm_bitmap_or(r->dm, first / 8, buf + sizeof(struct px_bitmap),
-			      m.len - (uint32_t)sizeof(struct px_bitmap));
+		rc = rxc_bitmap_step(&rb, &m, buf, &off, &n, why, sizeof(why));
+		if (rc < 0)
+			LOG_WARN("peer: receiving the bitmap: %s", why);
+		if (rc <= 0)
+			return rc;
+		dm_bitmap_or(r->dm, off, buf + sizeof(struct px_bitmap), n);
 	}
 }
 
@@ -1568,83 +1549,40 @@ peer_sb_policy(const struct res *r)
 	return (enum gen_sb_policy)r->conf.after_sb_0pri;
 }
 
-/* Decides what to do on this connection; returns the decision, or -1
- * when the connection must not go on (message logged, state set). */
+/* Decides what to do on this connection (rxc_decide(), daemon/rxcheck.h);
+ * returns the decision, or -1 when the connection must not go on
+ * (message logged, state set). */
 static int
 peer_decide(struct peer *p, const struct px_state *mine, const struct px_state *theirs)
 {
 	struct res *r = p->res;
-	struct gen_side a, b;
-	enum gen_decision d;
-	int discard, rule = 0;
-	char why[160];
+	struct rxc_decision v;
+	int rc;
 
-	if (theirs->data_size != mine->data_size || theirs->granularity != mine->granularity) {
-		LOG_ERROR("peer: disk geometry differs (peer %llu bytes, granularity %u; here %llu, %u)",
-			  (unsigned long long)theirs->data_size, theirs->granularity,
-			  (unsigned long long)mine->data_size, mine->granularity);
+	rc = rxc_decide(mine, theirs, peer_sb_policy(r), &v);
+	if (rc == -EPROTO || rc == -EMEDIUMTYPE) {
+		LOG_ERROR("peer: %s", v.note);
 		return -1;
 	}
-	pthread_mutex_lock(&r->lock);
-	discard = p->discard_my_data;
-	pthread_mutex_unlock(&r->lock);
-	peer_gen_side(mine, discard, &a);
-	peer_gen_side(theirs, 0, &b);
-	/* The peer's discard-my-data travels as its disk state? No: as a flag
-	 * we cannot see; it decides symmetrically on its side. */
-	b.discard_my_data = !!(theirs->flags & META_F_DISCARD_REQUESTED);
-	d = gen_compare(&a, &b, &rule);
-	if (d == GEN_SPLIT_BRAIN)
-		d = gen_resolve_split_brain(&a, &b, peer_sb_policy(r));
 	LOG_INFO("peer: generations: local %016llx/%016llx, peer %016llx/%016llx: %s (rule %d)",
 		 (unsigned long long)mine->gen_current, (unsigned long long)mine->gen_bitmap,
 		 (unsigned long long)theirs->gen_current, (unsigned long long)theirs->gen_bitmap,
-		 gen_decision_name(d), rule);
-	/* A detached disk neither gives nor takes a resync: its node runs on
-	 * the peer's disk, and mirrorctl attach brings it a full resync. */
-	if (peer_detached_disk(mine->disk) || peer_detached_disk(theirs->disk)) {
-		if (peer_detached_disk(mine->disk) && peer_detached_disk(theirs->disk)) {
-			LOG_ERROR("peer: the disks of both nodes are detached: refusing to connect");
-			return -1;
-		}
-		LOG_INFO("peer: %s disk is detached: no resync",
-			 peer_detached_disk(mine->disk) ? "this node's" : "the peer's");
-		d = GEN_NO_SYNC;
-	}
-	if (mine->role && theirs->role) {
-		snprintf(why, sizeof(why), "both nodes are primary");
-		d = GEN_SPLIT_BRAIN;
-	}
-	if (d == GEN_SPLIT_BRAIN) {
-		LOG_ERROR("peer: split brain detected: both nodes changed the data while apart; "
-			  "nothing is moved (resolve with discard-my-data on one node, then connect)");
+		 gen_decision_name(v.gen), v.rule);
+	if (rc == -EUCLEAN) {
+		LOG_ERROR("peer: split brain detected: %s; nothing is moved (resolve with "
+			  "discard-my-data on one node, then connect)", v.note);
 		peer_conn_state(r, RSM_C_SPLITBRAIN, RSM_R_OFF, "split brain");
 		return -1;
 	}
-	if (d == GEN_UNRELATED) {
-		LOG_ERROR("peer: the peer's data is unrelated to ours (no common generation): "
-			  "refusing to connect");
-		return -1;
-	}
-	if ((d == GEN_SOURCE_BITMAP || d == GEN_SOURCE_FULL) && mine->disk != RSM_D_UPTODATE) {
-		LOG_ERROR("peer: this node would be sync source but its data is %s",
-			  rsm_disk_name((enum rsm_disk)mine->disk));
-		return -1;
-	}
-	if ((d == GEN_TARGET_BITMAP || d == GEN_TARGET_FULL) && theirs->disk != RSM_D_UPTODATE) {
-		LOG_ERROR("peer: the peer would be sync source but its data is %s",
+	if (rc) {
+		LOG_ERROR("peer: %s (disk here %s, peer %s): refusing to connect", v.note,
+			  rsm_disk_name((enum rsm_disk)mine->disk),
 			  rsm_disk_name((enum rsm_disk)theirs->disk));
 		return -1;
 	}
-	if (mine->role && (d == GEN_TARGET_BITMAP || d == GEN_TARGET_FULL)) {
-		LOG_ERROR("peer: this node is primary but would have to become sync target: demote it");
-		return -1;
-	}
-	if (theirs->role && (d == GEN_SOURCE_BITMAP || d == GEN_SOURCE_FULL)) {
-		LOG_ERROR("peer: the peer is primary but would have to become sync target");
-		return -1;
-	}
-	return (int)d;
+	if (v.note[0])
+		LOG_INFO("peer: %s", v.note);
+	return (int)v.d;
 }
 
 /* The target's data is inconsistent from the first resync write on. */
@@ -1906,7 +1844,7 @@ peer_verify_record(struct res *r)
 
 /* Keeps the meta link: pings, peer state, resync end, local changes. */
 static void
-peer_established(struct peer *p, int source, int target)
+peer_established(struct peer *p, const struct px_state *mine, int source, int target)
 {
 	struct res *r = p->res;
 	unsigned char buf[sizeof(struct px_state)];
@@ -2058,7 +1996,16 @@ peer_established(struct peer *p, int source, int target)
 				break;
 			case PX_STATE:
 			case PX_SYNC_DONE:
-				if (px_state_decode(buf, m.len, &st)) {
+				/* The same checks as at connect: its superblock
+				 * may take the generation of a SYNC_DONE. */
+				rc = px_state_decode(buf, m.len, &st);
+				if (rc)
+					snprintf(why, sizeof(why), "a field out of range");
+				else
+					rc = rxc_state(mine, &st, why, sizeof(why));
+				if (rc) {
+					LOG_WARN("peer: bad %s from the peer: %s", px_type_name(m.type),
+						 why);
 					peer_teardown(p, "bad state from peer", 1);
 					return;
 				}
@@ -2251,7 +2198,7 @@ peer_session(struct peer *p, struct peer_conn *c)
 	 * the links were coming up. */
 	if (source || mine.role)
 		resync_kick(r, peer_resync_mode(d, &mine, &theirs));
-	peer_established(p, source, target);
+	peer_established(p, &mine, source, target);
 	return 1;
 fail:
 	peer_teardown(p, "connection failed", 0);

@@ -189,3 +189,81 @@ put("ctl", "malformed", b"\0" + b'[1,2]\n{"cmd":7}\n{"cmd":"promote","force":"ye
 # a line over the daemon's 4096-byte limit: it hangs up
 put("ctl", "too-long", b"\0" + b'{"cmd":"status"}\n{"cmd":"' + b"x" * 4200 + b'"}\n')
 put("ctl", "events", b"\0" + b'{"cmd":"events"}\n{"cmd":"status"}\n')
+
+# ---- daemon/rxcheck.c: a data link's messages (lk_msg) ----
+# byte 0 the size in 4 KiB blocks - 1, byte 1 max_data (512 << n), bytes 2..3
+# the outstanding request types, a nibble each (0 WRITE, 1 TRIM, 2 FLUSH,
+# 3 RS_DATA, 4 CSUM_REQ, 5 READ_REQ): slot i is (i + 1) * 512 bytes at i * 4 KiB.
+
+
+def io(off, ln):
+    return struct.pack(">QII", off, ln, 0)
+
+
+def ack(status):
+    return struct.pack(">iI", status, 0)
+
+
+LK = bytes([63, 3, 0x54, 0x20])  # 256 KiB, 4 KiB max_data; CSUM_REQ, READ_REQ, WRITE, FLUSH
+put("lk_msg", "requests", LK +
+    px_hdr(32, 16 + 512, flags=1, ident=1) + io(4096, 512) + b"w" * 512 +
+    px_hdr(39, 16, flags=6, ident=2) + io(0, 65536) +
+    px_hdr(35, 0, flags=8, ident=3) +
+    px_hdr(37, 16 + 4096, flags=1, ident=4) + io(8192, 4096) + b"r" * 4096 +
+    px_hdr(40, 16, ident=5) + io(0, 4096) + px_hdr(43, 16, ident=6) + io(12288, 1024) +
+    px_hdr(42, 16, flags=32) + io(0, 1 << 18))
+put("lk_msg", "acks", LK +
+    px_hdr(41, 48, ident=0) + io(0, 512) + bytes(range(32)) +
+    px_hdr(44, 8 + 1024, ident=1) + ack(0) + b"d" * 1024 +
+    px_hdr(34, 0, ident=2) + px_hdr(33, 8, ident=2) + ack(-5) +
+    px_hdr(36, 8, ident=3) + ack(0) + px_hdr(38, 8, ident=9) + ack(0) +
+    px_hdr(44, 8, ident=1) + ack(-5))
+put("lk_msg", "partial-write", LK + px_hdr(32, 16 + 4096, ident=7) + io(0, 4096) + b"p" * 100)
+put("lk_msg", "bad-range", bytes([0, 0, 0, 0]) + px_hdr(32, 16 + 512) + io(4096, 512) +
+    b"x" * 512)
+put("lk_msg", "meta-on-data", LK + px_hdr(16, 88) + px_state())
+
+# ---- the bitmap exchange (peer_bitmap): bytes - 1 (LE16), chunk - 1, messages ----
+
+
+def bmchunk(first_byte, data):
+    return px_hdr(17, 8 + len(data)) + struct.pack(">Q", first_byte * 8) + data
+
+
+put("peer_bitmap", "three-chunks", struct.pack("<HB", 99, 39) +
+    bmchunk(0, b"\xff" * 40) + bmchunk(40, b"\x01" * 40) + bmchunk(80, b"\x80" * 20) +
+    px_hdr(18, 0))
+put("peer_bitmap", "one-chunk", struct.pack("<HB", 7, 255) + bmchunk(0, b"\x0f" * 8) +
+    px_hdr(18, 0) + px_hdr(19, 0))
+put("peer_bitmap", "early-done", struct.pack("<HB", 63, 15) + bmchunk(0, b"a" * 16) +
+    px_hdr(18, 0))
+put("peer_bitmap", "duplicate", struct.pack("<HB", 31, 15) + bmchunk(0, b"a" * 16) +
+    bmchunk(0, b"a" * 16))
+
+# ---- the state exchange (peer_state): mode and policy, then two states ----
+
+
+def state(role=0, disk=0, flags=0x3, size=1 << 30, gran=4096, cur=0x1235, bm=0,
+          hist=(0, 0, 0, 0), oos=0, uuid=0xfeed):
+    return struct.pack(">BBHIQII", role, disk, 0, flags, size, gran, 0) + \
+        struct.pack(">6Q", cur, bm, *hist) + struct.pack(">QQ", oos, uuid)
+
+
+G1, G2, G3 = 0x1111222233334444, 0x5555666677778888, 0x9999aaaabbbbcccc
+put("peer_state", "in-sync", b"\0" + state(1) + state(0, uuid=0xbeef))
+put("peer_state", "bitmap-resync", b"\0" + state(1, cur=G2, bm=G1, hist=(G1, 0, 0, 0), oos=9) +
+    state(0, cur=G1, uuid=2))
+put("peer_state", "split-brain", b"\2" + state(0, cur=G2, bm=G1, oos=3) +
+    state(0, cur=G3, bm=G1, oos=5, uuid=2))
+put("peer_state", "fresh", b"\4" + state(0, flags=0x20, cur=4) + state(0, 1, flags=0x20, cur=4,
+                                                                      uuid=3))
+put("peer_state", "detached", b"\0" + state(1, 3) + state(0, uuid=3))
+put("peer_state", "geometry", b"\0" + state(0) + state(0, gran=8192, uuid=3))
+put("peer_state", "crashed-discard", b"\0" + state(0, flags=0x0b) +
+    state(0, 2, flags=0x40, oos=100, uuid=3))
+# compact: 16 bytes a state (role/disk, flags, size, gran, cur, bm, hist x4, oos x2,
+# uuid, spare x3)
+put("peer_state", "compact", b"\1" + bytes([1, 3, 0, 0, 2, 1, 1, 0, 0, 0, 5, 0, 0, 0, 0, 0]) +
+    bytes([0, 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]))
+put("peer_state", "compact-same", b"\3" + bytes([0, 0x8b, 1, 1, 3, 2, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0]) +
+    bytes([2, 0x80, 1, 1, 3, 2, 2, 0, 0, 0, 2, 0, 1, 0, 0, 0]))
