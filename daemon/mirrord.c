@@ -85,11 +85,11 @@ open_md(const struct conf *c, uint64_t *size, char *err, size_t len)
 	return fd;
 }
 
-/* The dirty map's metadata write failed: on-io-error decides. */
+/* The dirty map's metadata write failed: always a detach. */
 static void
 res_md_error(void *arg, int err)
 {
-	rsm_disk_error(arg, err, "a metadata write");
+	rsm_meta_error(arg, err);
 }
 
 static void

@@ -207,17 +207,32 @@ rsm_disk_io_end(struct res *r, int n)
 		peer_state_changed(r);
 }
 
+static int rsm_detach(struct res *r, int err, const char *what, const char *policy);
+
 int
 rsm_disk_error(struct res *r, int err, const char *what)
 {
-	struct rsm_state v = { .disk = RSM_D_FAILED };
-
 	if (r->conf.on_io_error_pass_on)
 		return 0;
+	return rsm_detach(r, err, what, "detach");
+}
+
+int
+rsm_meta_error(struct res *r, int err)
+{
+	return rsm_detach(r, err, "a metadata write", r->conf.on_io_error_pass_on ?
+			  "pass-on; a metadata error detaches all the same" : "detach");
+}
+
+static int
+rsm_detach(struct res *r, int err, const char *what, const char *policy)
+{
+	struct rsm_state v = { .disk = RSM_D_FAILED };
+
 	if (atomic_exchange(&r->detached, 1))
 		return 1;	/* the first error said it */
-	LOG_ERROR("disk: %s failed: %s: detaching the disk (on-io-error = detach)", what,
-		  strerror(-err));
+	LOG_ERROR("disk: %s failed: %s: detaching the disk (on-io-error = %s)", what,
+		  strerror(-err), policy);
 	dm_detach(r->dm);
 	rsm_update(r, RSM_F_DISK, &v, "disk I/O error", NULL, NULL);
 	/* The peer must know: it is the only copy now, and this node may

@@ -82,6 +82,11 @@ int rsm_outdate(struct res *r, const char *why);
  * Returns 1: the disk is detached, no more local I/O.  Any thread that
  * holds no lock. */
 int rsm_disk_error(struct res *r, int err, const char *what);
+/* A metadata write error: detaches whatever on-io-error says (as DRBD
+ * does): metadata that cannot be written cannot record what is out of
+ * sync, and the error would stay, failing every later write.  Returns 1.
+ * Any thread that holds no lock. */
+int rsm_meta_error(struct res *r, int err);
 /* The write path's local disk I/O: begin before it is issued, end once
  * it completed (n = 1).  The last end on a detached disk makes it
  * diskless.  Any thread. */
