@@ -2115,6 +2115,7 @@ peer_session(struct peer *p, struct peer_conn *c)
 	p->meta.fd = fd;
 	p->meta.tls = c->tls;
 	p->authed = 1;
+	atomic_store(&r->peer_version, c->hr.version);
 	/* Derived by both sides in the handshake; data links must carry it. */
 	peer_session_set(p, c->hr.session);
 	peer_session_hold(r);

@@ -105,6 +105,8 @@ struct res {
 	_Atomic int detached;
 	_Atomic int disk_inflight; /* write path's local disk I/O in flight, all queues */
 	_Atomic int peer_detached; /* the connected peer's disk is failed or diskless */
+	_Atomic unsigned peer_version; /* the protocol version agreed with the peer in the
+				    * current session (peer thread writes; 0 before) */
 };
 
 /* Control thread: r->device = dev ("" when there is none), under r->lock

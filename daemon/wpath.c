@@ -12,6 +12,7 @@
 #include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "proto/px.h"
 
 enum wp_phase {
 	PH_MAIN,        /* the request itself */
@@ -188,6 +189,17 @@ wp_link(struct wp_queue *q)
 	return lk_ready(l) ? l : NULL;
 }
 
+/* The link a detached node's reads go to: only a peer that knows
+ * READ_REQ (protocol version 3) is asked; an older one would end the
+ * link on the unknown type, so the read fails with EIO instead. */
+static struct lk *
+wp_read_link(struct wp_queue *q)
+{
+	if (atomic_load(&q->res->peer_version) < PX_VERSION_READ_REQ)
+		return NULL;
+	return wp_link(q);
+}
+
 /* A client read the local disk failed, and the disk is detached now: the
  * peer's disk serves it, as it serves every later read (its answer is
  * the client's, wp_finish).  0 when there is no peer to ask. */
@@ -198,7 +210,7 @@ wp_read_from_peer(struct wp_queue *q, struct req *r)
 
 	if (r->type != REQ_READ || r->replica || r->to_peer || !atomic_load(&q->res->detached))
 		return 0;
-	link = wp_link(q);
+	link = wp_read_link(q);
 	if (!link)
 		return 0;
 	r->to_peer = 1;
@@ -438,7 +450,7 @@ wp_submit(struct req_sink *s, struct req *r)
 	wp_init(q, r);
 	if (r->type == REQ_READ) {
 		/* Detached: the peer's disk serves it (READ_REQ). */
-		wp_start(q, r, atomic_load(&q->res->detached) ? wp_link(q) : NULL);
+		wp_start(q, r, atomic_load(&q->res->detached) ? wp_read_link(q) : NULL);
 		return;
 	}
 	if (r->type == REQ_FLUSH) {

@@ -20,7 +20,10 @@
 #include <stdint.h>
 
 #define PX_MAGIC    0x424d5831u   /* "BMX1" */
-#define PX_VERSION  2             /* highest version this build speaks */
+#define PX_VERSION  3             /* highest version this build speaks */
+/* From version 3: READ_REQ / READ_DATA (a diskless primary reads from the
+ * peer's disk); never sent on a session of an older version. */
+#define PX_VERSION_READ_REQ 3
 #define PX_HDR_SIZE 24
 #define PX_NAME_MAX 64
 #define PX_CHALLENGE_LEN 32

@@ -30,6 +30,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "lib/fault.h"
 #include "lib/util.h"
 #include "proto/px_tls.h"
 
@@ -116,6 +117,14 @@ hello_name(const unsigned char *field, char *out)
 	return 0;
 }
 
+/* The highest version this node speaks: PX_VERSION, or 2 under the
+ * failpoint peer/version2 (tests: a peer built before version 3). */
+static uint32_t
+px_version_max(void)
+{
+	return FAULT("peer/version2") ? 2 : PX_VERSION;
+}
+
 static void
 put_name(unsigned char *field, const char *s)
 {
@@ -133,7 +142,7 @@ hello_encode(unsigned char *b, const struct px_hs_params *p, uint16_t link, uint
 
 	v32 = htobe32(1);
 	memcpy(b + HE_VMIN, &v32, 4);
-	v32 = htobe32(PX_VERSION);
+	v32 = htobe32(px_version_max());
 	memcpy(b + HE_VMAX, &v32, 4);
 	v32 = htobe32(p->features);
 	memcpy(b + HE_FEATURES, &v32, 4);
@@ -187,13 +196,13 @@ static int
 hello_judge_version(struct hs *h)
 {
 	const struct px_hello *o = &h->peer;
-	uint32_t hi = o->version_max < PX_VERSION ? o->version_max : PX_VERSION;
+	uint32_t hi = MIN(o->version_max, px_version_max());
 	uint32_t lo = o->version_min > 1 ? o->version_min : 1;
 
 	if (hi < lo)
 		return hs_fail(h, -EPROTONOSUPPORT,
 			       "no common protocol version: we speak %u-%u, node %s speaks %u-%u",
-			       1, PX_VERSION, o->node, o->version_min, o->version_max);
+			       1, px_version_max(), o->node, o->version_min, o->version_max);
 	return 0;
 }
 
@@ -347,7 +356,7 @@ hs_mac(struct hs *h, const char *label, const unsigned char *chal, unsigned char
 static int
 hs_bind(struct hs *h)
 {
-	uint32_t version = MIN(h->peer.version_max, (uint32_t)PX_VERSION);
+	uint32_t version = MIN(h->peer.version_max, px_version_max());
 
 	if (!h->s->tls || version < 2)
 		return 0;
@@ -533,7 +542,7 @@ px_handshake_s(struct px_sock *s, const struct px_hs_params *p, struct px_hs_res
 		return rc;
 	memset(out, 0, sizeof(*out));
 	vmax = h.peer.version_max;
-	out->version = vmax < PX_VERSION ? vmax : PX_VERSION;
+	out->version = MIN(vmax, px_version_max());
 	out->features = p->features & h.peer.features;
 	out->link = h.peer.link;
 	out->queue = h.peer.queue;
