@@ -25,7 +25,9 @@ disk_is() { [[ $(field "$CA" disk) == "$1" ]]; }
 wait_for 5 disk_is diskless
 grep -q "detaching the disk" "$T/ra-alpha.log" || fail "the detach was not logged"
 grep -q "disk uptodate -> failed" "$T/ra-alpha.log" || fail "disk never went failed"
-assert_eq "$(field "$CB" peer.disk)" diskless "the peer knows alpha is diskless"
+# The peer learns it from alpha's next STATE: it may take a moment.
+peer_disk_is() { [[ $(field "$CB" peer.disk) == "$1" ]]; }
+wait_for 10 peer_disk_is diskless || fail "the peer does not know alpha is diskless"
 
 # Diskless, it reconnects to its peer (without a resync: it has nothing to
 # give or take) and goes on writing there.
