@@ -507,11 +507,15 @@ peer_is_behind(struct res *r)
 	return s.repl == RSM_R_BEHIND;
 }
 
+/* Only the connection fields: a promote or demote on the control thread
+ * meanwhile keeps its role (rsm_update reads and writes under r->lock). */
 static void
 peer_conn_state(struct res *r, enum rsm_conn c, enum rsm_repl repl, const char *why)
 {
 	struct rsm_state v = { .conn = c, .repl = repl };
 
+	if (FAULT("peer/state/slow"))
+		usleep(500000);	/* tests: a promote runs meanwhile */
 	rsm_update(r, RSM_F_CONN | RSM_F_REPL, &v, why, NULL, NULL);
 }
 
