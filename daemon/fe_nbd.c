@@ -47,6 +47,7 @@
 #include "daemon/frontend.h"
 #include "daemon/queue.h"
 #include "daemon/resource.h"
+#include "lib/fault.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "ublk/nbd_proto.h"
@@ -238,6 +239,8 @@ fe_nbd_activate(struct res *r, char *err, size_t len)
 		snprintf(dev, sizeof(dev), "/dev/nbd%d", index);
 		res_device_set(r, dev);
 	}
+	if (FAULT("nbd/limit/slow"))
+		sleep(3);	/* tests: the window before max_sectors is set */
 	rc = fe_nbd_limit_io(r, index, err, len);
 	if (rc) {
 		char why[256];

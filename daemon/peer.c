@@ -221,13 +221,16 @@ peer_link_failed(struct res_queue *q)
 {
 	struct res *r = q->res;
 	struct peer *p = r->peer;
-	int no = RES_FROZEN_NO;
+	int no = RES_FROZEN_NO, held = RES_FROZEN_SESSION;
 
 	/* The queue thread sees the loss first: hold writes at once, before
 	 * the peer thread learns whether the peer was lost (then it fences)
-	 * or left in order (then it lets them go). */
-	if (peer_fencing_applies(r))
-		atomic_compare_exchange_strong(&r->frozen, &no, RES_FROZEN_LINK);
+	 * or left in order (then it lets them go).  Also over a session's
+	 * hold, which its end would otherwise release (peer_session_release
+	 * runs just after "connected"). */
+	if (peer_fencing_applies(r) &&
+	    !atomic_compare_exchange_strong(&r->frozen, &no, RES_FROZEN_LINK))
+		atomic_compare_exchange_strong(&r->frozen, &held, RES_FROZEN_LINK);
 	peer_set(p, &p->link_failed, 1);
 }
 

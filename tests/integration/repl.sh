@@ -38,3 +38,30 @@ assert_disks_equal() {
 }
 
 field() { bm_status_field "$1" "$2"; }
+
+# bm_netns_pair: network namespaces $NS-alpha and $NS-beta (removed at
+# exit) joined by the veth pair $NS-a (10.213.0.1) / $NS-b (10.213.0.2);
+# from now on mirrord runs in its node's namespace (ip netns exec execs
+# it: the pid is mirrord's); control and export sockets stay files in $T.
+# Call after bm_setup, before bm_pair, and give bm_pair the addresses:
+# alpha.address=10.213.0.1:PORT beta.address=10.213.0.2:PORT.
+bm_netns_pair() {
+    NS=bmn$$
+    ip netns add "$NS-alpha"; bm_on_exit ip netns del "$NS-alpha"
+    ip netns add "$NS-beta"; bm_on_exit ip netns del "$NS-beta"
+    ip link add "$NS-a" type veth peer name "$NS-b"
+    ip link set "$NS-a" netns "$NS-alpha"
+    ip link set "$NS-b" netns "$NS-beta"
+    for n in alpha beta; do ip -n "$NS-$n" link set lo up; done
+    ip -n "$NS-alpha" addr add 10.213.0.1/24 dev "$NS-a"; ip -n "$NS-alpha" link set "$NS-a" up
+    ip -n "$NS-beta" addr add 10.213.0.2/24 dev "$NS-b"; ip -n "$NS-beta" link set "$NS-b" up
+    local real=$MIRRORD
+    cat >"$T/mirrord-ns" <<SH
+#!/bin/bash
+node=alpha; prev=
+for a; do [ "\$prev" = --node ] && node=\$a; prev=\$a; done
+exec ip netns exec "$NS-\$node" "$real" "\$@"
+SH
+    chmod +x "$T/mirrord-ns"
+    MIRRORD=$T/mirrord-ns
+}

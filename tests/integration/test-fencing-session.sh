@@ -43,8 +43,9 @@ rm -f "$T/connects"
 
 # beta returns; alpha's session stalls before its data links open.
 bm_fault "$PA" "enable name=peer/session/slow"
+nosync=$(grep -c "generations: .*no-sync" "$T/ra-alpha.log" || true)
 bm_start "$CB" beta; PB=$BM_PID
-wait_for 20 grep -q "generations: .*no-sync" "$T/ra-alpha.log"
+wait_for 20 sh -c "[ \$(grep -c 'generations: .*no-sync' '$T/ra-alpha.log') -gt $nosync ]"
 "$PYTHON" - "$UA" "$T/written" <<'PY' &
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])

@@ -27,27 +27,7 @@ requires "$PYTHON" -c 'import nbd'
 requires tc
 bm_setup
 ORACLE=$BM_SRC/tests/oracle/oracle.py
-NS=bmn$$
-ip netns add "$NS-alpha"; bm_on_exit ip netns del "$NS-alpha"
-ip netns add "$NS-beta"; bm_on_exit ip netns del "$NS-beta"
-ip link add "$NS-a" type veth peer name "$NS-b"
-ip link set "$NS-a" netns "$NS-alpha"
-ip link set "$NS-b" netns "$NS-beta"
-for n in alpha beta; do ip -n "$NS-$n" link set lo up; done
-ip -n "$NS-alpha" addr add 10.213.0.1/24 dev "$NS-a"; ip -n "$NS-alpha" link set "$NS-a" up
-ip -n "$NS-beta" addr add 10.213.0.2/24 dev "$NS-b"; ip -n "$NS-beta" link set "$NS-b" up
-
-# Each node's mirrord runs in its node's namespace (ip netns exec execs it:
-# the pid is mirrord's); control and export sockets are files in $T.
-REAL=$MIRRORD
-cat >"$T/mirrord-ns" <<SH
-#!/bin/bash
-node=alpha; prev=
-for a; do [ "\$prev" = --node ] && node=\$a; prev=\$a; done
-exec ip netns exec "$NS-\$node" "$REAL" "\$@"
-SH
-chmod +x "$T/mirrord-ns"
-MIRRORD=$T/mirrord-ns
+bm_netns_pair
 
 # netem ARGS...: both ends' egress (so both directions) get "netem ARGS".
 netem() {
