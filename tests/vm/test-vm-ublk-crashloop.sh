@@ -88,7 +88,7 @@ writer_done() {   # writer_done POINT PID LOG: ended, with no error logged
 }
 
 crash_point() {   # crash_point K KIND
-    local k=$1 kind=$2 S dev w log=$T/olog.$1 n r
+    local k=$1 kind=$2 S dev w log=$T/olog.$1 n r i
     S=$(other "$P")
     dev=$(field "$(conf_of "$P")" device)
     [[ -b $dev ]] || fail "point $k: no device on the primary: '$dev'"
@@ -131,7 +131,13 @@ crash_point() {   # crash_point K KIND
         r=$(grep -c "device re-attached after a restart" "$(log_of "$P")" || true)
         start "$P"
         # Nobody may resume on the stale copy: the held writes fail.
-        wait_for 60 gone "$w"
+        for ((i = 0; i < 600 && $(acks "$log") == n; i++)); do
+            gone "$w" && break
+            sleep 0.1
+        done
+        (($(acks "$log") == n)) || fail "point $k: $(($(acks "$log") - n)) writes" \
+            "acknowledged on the old primary's stale copy after the failover"
+        gone "$w" || fail "point $k: the old primary's held writes still wait after 60 s"
         wait "$w" || fail "point $k: the oracle writer failed"
         grep -q '^E' "$log" || fail "point $k: the held writes of the old primary did not fail"
         assert_eq "$(acks "$log")" "$n" "point $k: writes acknowledged after the kill"
