@@ -20,12 +20,12 @@
 # backing images are equal (cmp).
 # SEED=N replays the random choices (timing still varies):
 #   SEED=N CRASH_POINTS=K tests/run --bin DIR test-vm-ublk-crashloop
-# timeout: 420
+# timeout: 300
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
     SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}
     echo "SEED=$SEED (replay: SEED=$SEED tests/run --bin DIR test-vm-ublk-crashloop)"
-    VM_TIMEOUT=390 vm_run "$0" "$SEED" "${CRASH_POINTS:-6}"
+    VM_TIMEOUT=270 vm_run "$0" "$SEED" "${CRASH_POINTS:-6}"
     exit
 fi
 
