@@ -20,12 +20,16 @@
 # backing images are equal (cmp).
 # SEED=N replays the random choices (timing still varies):
 #   SEED=N CRASH_POINTS=K tests/run --bin DIR test-vm-ublk-crashloop
+# (more than 6 points: TEST_TIMEOUT_SCALE=$(((K + 5) / 6)) as well)
 # timeout: 300
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
     SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}
     echo "SEED=$SEED (replay: SEED=$SEED tests/run --bin DIR test-vm-ublk-crashloop)"
-    VM_TIMEOUT=270 vm_run "$0" "$SEED" "${CRASH_POINTS:-6}"
+    # 35 s a point (they take 8-15 s alone): more points need
+    # TEST_TIMEOUT_SCALE too, as in make soak.
+    points=${CRASH_POINTS:-6}
+    VM_TIMEOUT=$((60 + 35 * points)) vm_run "$0" "$SEED" "$points"
     exit
 fi
 
