@@ -386,6 +386,7 @@ cmd_handle(void *arg, json_object *req, int *subscribe)
 		if (!atomic_load(&r->frozen))
 			return cmd_reply(0, 1, "I/O is not frozen");
 		LOG_WARN("resume-io: resuming frozen I/O without fencing the peer");
+		atomic_store(&r->frozen, RES_FROZEN_NO);	/* the operator's word */
 		wp_thaw_all(r);
 		return cmd_reply(1, 0, NULL);
 	}

@@ -121,6 +121,11 @@ struct peer {
 	int link_failed;
 	int resync_done;
 	unsigned links_open;     /* data links posted to queues and not yet closed */
+	unsigned links_ready;    /* of this session's, adopted by their queue */
+	/* Acceptor thread only: the peer's addresses (peer_from_peer). */
+	unsigned char acc_addr[8][16];
+	int acc_len[8], acc_n;
+	uint64_t acc_resolved_ms;
 	unsigned epoch;          /* bumped at every teardown */
 	int peer_known, peer_role, peer_disk;
 	int outdate_req;         /* behind (pull-ahead): outdate the disk */
@@ -228,9 +233,10 @@ peer_link_failed(struct res_queue *q)
 	 * or left in order (then it lets them go).  Also over a session's
 	 * hold, which its end would otherwise release (peer_session_release
 	 * runs just after "connected"). */
-	if (peer_fencing_applies(r) &&
-	    !atomic_compare_exchange_strong(&r->frozen, &no, RES_FROZEN_LINK))
-		atomic_compare_exchange_strong(&r->frozen, &held, RES_FROZEN_LINK);
+	if (peer_fencing_applies(r))
+		atomic_compare_exchange_strong(&r->frozen, &no, RES_FROZEN_LINK);
+	/* A session's hold implies fencing: whatever the state says yet. */
+	atomic_compare_exchange_strong(&r->frozen, &held, RES_FROZEN_LINK);
 	peer_set(p, &p->link_failed, 1);
 }
 
@@ -614,6 +620,30 @@ peer_addr_any(const struct sockaddr *sa)
 	return n == 0 || memcmp(a, zero, (size_t)n) == 0;
 }
 
+/* The peer's addresses, resolved at most every 30 s (a name lookup on
+ * every accept would stall the acceptor while DNS is down); a failed
+ * lookup keeps what the last one found. */
+static void
+peer_acc_resolve(struct peer *p)
+{
+	const struct conf_node *n = &p->res->conf.nodes[p->res->conf.peer];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai, *i;
+	uint64_t now = util_now_ms();
+	int k = 0;
+
+	if (p->acc_resolved_ms && now - p->acc_resolved_ms < 30000)
+		return;
+	p->acc_resolved_ms = now;
+	if (getaddrinfo(n->host, "0", &hints, &ai))
+		return;
+	for (i = ai; i && k < 8; i = i->ai_next) {
+		p->acc_len[k] = peer_addr_bytes(i->ai_addr, p->acc_addr[k]);
+		k += p->acc_len[k] != 0;
+	}
+	freeaddrinfo(ai);
+	p->acc_n = k;
+}
+
 /* Whether an incoming connection comes from the peer's configured address
  * (any address its host name resolves to): like DRBD, the listener talks
  * to nobody else, so that other hosts cannot take its handshake slots.
@@ -622,17 +652,16 @@ peer_addr_any(const struct sockaddr *sa)
 static int
 peer_from_peer(struct peer *p, const struct sockaddr *from)
 {
-	const struct conf_node *n = &p->res->conf.nodes[p->res->conf.peer];
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai, *i;
-	unsigned char a[16], b[16];
-	int la = peer_addr_bytes(from, a), ok = 0;
+	unsigned char a[16];
+	int la = peer_addr_bytes(from, a);
 
-	if (getaddrinfo(n->host, "0", &hints, &ai))
+	peer_acc_resolve(p);
+	if (!p->acc_n)
 		return 1;
-	for (i = ai; i && !ok; i = i->ai_next)
-		ok = la && peer_addr_bytes(i->ai_addr, b) == la && memcmp(a, b, (size_t)la) == 0;
-	freeaddrinfo(ai);
-	return ok;
+	for (int i = 0; i < p->acc_n; i++)
+		if (la && p->acc_len[i] == la && memcmp(a, p->acc_addr[i], (size_t)la) == 0)
+			return 1;
+	return 0;
 }
 
 static int
@@ -1240,6 +1269,12 @@ peer_adopt_run(struct ev_msg *m)
 	pthread_mutex_unlock(&r->lock);
 	if (epoch == lm->epoch && !q->link) {
 		rc = lk_new(&q->link, q, lm->fd, lm->tls);
+		if (!rc) {
+			pthread_mutex_lock(&r->lock);
+			r->peer->links_ready++;
+			pthread_cond_broadcast(&r->cond);
+			pthread_mutex_unlock(&r->lock);
+		}
 	} else {
 		px_tls_free(lm->tls);
 		close(lm->fd);
@@ -1349,7 +1384,10 @@ peer_gen_moved(struct peer *p)
 	struct meta_sb sb;
 
 	dm_sb_get(p->res->dm, &sb);
-	return p->session_gen && sb.gen_current != p->session_gen;
+	/* Started from it: the one the peer learnt is our latest history
+	 * entry.  Not a generation taken from the peer at a resync end. */
+	return p->session_gen && sb.gen_current != p->session_gen &&
+	       sb.gen_history[0] == p->session_gen;
 }
 
 /* lost: the peer vanished (EOF, error, timeout), as opposed to an orderly
@@ -1419,6 +1457,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	 * still applying are done, and a promote that sees the peer no
 	 * longer known can no longer be overwritten by one of them. */
 	p->peer_known = 0;
+	p->links_ready = 0;
 	atomic_store(&r->peer_detached, 0);
 	/* Only now: the old links report their end while they go. */
 	p->link_failed = 0;
@@ -1430,8 +1469,11 @@ peer_teardown(struct peer *p, const char *why, int lost)
 		const char *what = peer_fence_verdict(rc, &fenced);
 
 		if (fenced) {
+			int fenced_hold = RES_FROZEN_FENCE;
+
 			LOG_INFO("fence-peer succeeded: resuming I/O (exit %d: %s)", rc, what);
-			wp_thaw_all(r);
+			if (atomic_compare_exchange_strong(&r->frozen, &fenced_hold, RES_FROZEN_NO))
+				wp_thaw_all(r);
 		} else {
 			LOG_ERROR("fence-peer failed (%d: %s): I/O stays frozen; 'mirrorctl resume-io' "
 				  "resumes it without fencing, at the risk of a split brain", rc, what);
@@ -1474,6 +1516,31 @@ peer_teardown(struct peer *p, const char *why, int lost)
 }
 
 /* ---- the connection sequence ---- */
+
+/* Every queue has taken its data link: from "connected" on, a write that
+ * a queue starts goes to the peer, never alone (with fencing, a write
+ * alone then would be one an up-to-date peer lacks).  A link a queue
+ * refused, or failed at once, fails the session. */
+static int
+peer_links_adopted(struct peer *p)
+{
+	struct res *r = p->res;
+	uint64_t end = util_now_ms() + PEER_HS_TIMEOUT_MS;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->lock);
+	while (p->links_ready < r->nqueues && !p->link_failed) {
+		if (util_now_ms() >= end || p->links_open < r->nqueues) {
+			rc = -ENOTCONN;
+			break;
+		}
+		peer_cond_wait_until(r, end);
+	}
+	if (p->link_failed)
+		rc = -ENOTCONN;
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
 
 
 static int
@@ -1563,10 +1630,16 @@ static int
 peer_decide(struct peer *p, const struct px_state *mine, const struct px_state *theirs)
 {
 	struct res *r = p->res;
+	struct px_state m = *mine, t = *theirs;
 	struct rxc_decision v;
 	int rc;
 
-	rc = rxc_decide(mine, theirs, peer_sb_policy(r), &v);
+	/* A version 2 peer knows no verify-diff: both decide without it. */
+	if (atomic_load(&r->peer_version) < PX_VERSION_READ_REQ) {
+		m.flags &= ~META_F_VERIFY_DIFF;
+		t.flags &= ~META_F_VERIFY_DIFF;
+	}
+	rc = rxc_decide(&m, &t, peer_sb_policy(r), &v);
 	if (rc == -EPROTO || rc == -EMEDIUMTYPE) {
 		LOG_ERROR("peer: %s", v.note);
 		return -1;
@@ -1925,9 +1998,14 @@ peer_established(struct peer *p, const struct px_state *mine, int source, int ta
 				struct rsm_state ls;
 				int prole = 0, pdisk = 0;
 
-				peer_verify_record(r);
 				rsm_get(r, &ls);
 				peer_info(r, &prole, &pdisk);
+				/* Only the side that repairs records it: a
+				 * primary peer's own bits already make it
+				 * source (rows 32, 35), and nothing would
+				 * clear the flag here. */
+				if (ls.role == RSM_PRIMARY || !prole)
+					peer_verify_record(r);
 				if (ls.role == RSM_PRIMARY || !prole) {
 					resync_kick(r, RESYNC_DATA);
 				} else {
@@ -2164,7 +2242,7 @@ peer_session(struct peer *p, struct peer_conn *c)
 		peer_in_sync(r, &mine);
 	if (FAULT("peer/session/slow"))
 		sleep(3);	/* tests: a session slow to come up */
-	rc = peer_open_data_links(p);
+	rc = peer_open_data_links(p) ?: peer_links_adopted(p);
 	if (rc) {
 		LOG_WARN("peer: opening data links failed: %s", strerror(-rc));
 		goto fail;

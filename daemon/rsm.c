@@ -135,16 +135,29 @@ rsm_announce(struct res *r, const struct rsm_state *prev, const struct rsm_state
 	}
 }
 
-void
-rsm_set(struct res *r, const struct rsm_state *next, const char *why)
+/* A detached disk stays failed or diskless whatever a caller sets: its
+ * superblock writes "succeed" without touching the failed disk (dm), so a
+ * promote or a resync end would otherwise call it up to date.  Only attach
+ * (detached cleared first) brings it back. */
+static void
+rsm_keep_detached(struct res *r, const struct rsm_state *prev, struct rsm_state *next)
 {
-	struct rsm_state prev;
+	if (atomic_load(&r->detached) && next->disk != RSM_D_FAILED &&
+	    next->disk != RSM_D_DISKLESS)
+		next->disk = prev->disk == RSM_D_DISKLESS ? RSM_D_DISKLESS : RSM_D_FAILED;
+}
+
+void
+rsm_set(struct res *r, const struct rsm_state *v, const char *why)
+{
+	struct rsm_state prev, next = *v;
 
 	pthread_mutex_lock(&r->lock);
 	prev = r->state;
-	rsm_store_locked(r, next);
+	rsm_keep_detached(r, &prev, &next);
+	rsm_store_locked(r, &next);
 	pthread_mutex_unlock(&r->lock);
-	rsm_announce(r, &prev, next, why);
+	rsm_announce(r, &prev, &next, why);
 }
 
 int
@@ -167,6 +180,7 @@ rsm_update(struct res *r, unsigned mask, const struct rsm_state *v, const char *
 		next.conn = v->conn;
 	if (mask & RSM_F_REPL)
 		next.repl = v->repl;
+	rsm_keep_detached(r, &prev, &next);
 	rsm_store_locked(r, &next);
 	pthread_mutex_unlock(&r->lock);
 	rsm_announce(r, &prev, &next, why);

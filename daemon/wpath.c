@@ -501,7 +501,6 @@ wp_thaw_run(struct ev_msg *m)
 void
 wp_thaw_all(struct res *r)
 {
-	atomic_store(&r->frozen, 0);
 	for (unsigned i = 0; i < r->nqueues; i++) {
 		struct wp_queue *q = r->queues[i].wp;
 

@@ -46,7 +46,9 @@ void wp_get_inflight(struct wp_queue *q, struct wp_inflight *out);
 void wp_submit_replica(struct wp_queue *q, struct req *r);
 /* Fencing: with r->frozen set, writes and flushes are held (new ones before
  * they start, replicated ones that lost the peer before they complete).
- * wp_thaw_all() clears it and lets them go on every queue.  Any thread. */
+ * wp_thaw_all() lets them go on every queue once the caller has cleared
+ * it (with a compare-and-swap from the value it ends: a plain store could
+ * wipe out a hold another thread set meanwhile).  Any thread. */
 void wp_thaw_all(struct res *r);
 
 /* The link: the peer part of r is over (0, the peer's -errno, or

@@ -71,6 +71,28 @@ ctlb promote || fail "promote of beta"
 ctla attach || fail "attach refused"
 ctlb wait-sync --timeout 120 || fail "no resync after attach"
 assert_eq "$(bm_status_field "$CA" disk)" uptodate "alpha after attach and resync"
-bm_stop "$PA"; bm_stop "$PB"
 cmp -n "$SIZE" /dev/mapper/"$dm" "$T/rb.img" || fail "disks differ after attach and resync"
-echo "disk errors: detach, writes and reads through the peer, attach: all checks passed"
+
+step "dm-flakey: the secondary's writes fail (error_writes), its reads work"
+"$ORACLE" write "$UB" "$T/olog2" --first 4096 --blocks 2048 --depth 8 --flush-every 32 \
+    --stop "$T/ostop2" &
+w=$!
+bm_kill_at_exit "$w"
+wait_for 30 sh -c "[ \$(grep -c '^A' '$T/olog2' 2>/dev/null) -ge 100 ]"
+table "0 $sectors flakey $loop 0 0 60 1 error_writes" || fail "switching to dm-flakey"
+disk_a() { [[ $(bm_status_field "$CA" disk) == "$1" ]]; }
+wait_for 30 disk_a diskless
+n=$(grep -c '^A' "$T/olog2"); sleep 2
+(($(grep -c '^A' "$T/olog2") > n)) || fail "the primary's writes stopped when its peer's disk failed"
+touch "$T/ostop2"; wait "$w" || fail "oracle writer (flakey)"
+grep -q '^E' "$T/olog2" && fail "the client saw an error: $(grep '^E' "$T/olog2")"
+assert_eq "$(bm_status_field "$CB" disk)" uptodate "the primary's own disk"
+table "0 $sectors linear $loop 0" || fail "switching back to linear (flakey)"
+ctla attach || fail "attach of the repaired secondary refused"
+ctlb wait-sync --timeout 120 || fail "no resync after the secondary's attach"
+assert_eq "$(bm_status_field "$CA" disk)" uptodate "alpha after its second attach"
+bm_stop "$PA"; bm_stop "$PB"
+"$ORACLE" check /dev/mapper/"$dm" "$T/olog2" >"$T/ocheck2" ||
+    fail "alpha lacks the primary's writes after the resync: $(tail -3 "$T/ocheck2")"
+cmp -n "$SIZE" /dev/mapper/"$dm" "$T/rb.img" || fail "disks differ after the secondary's attach"
+echo "disk errors: detach, writes and reads through the peer, attach, a secondary's failed writes: all checks passed"
