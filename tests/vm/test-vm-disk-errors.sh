@@ -5,7 +5,10 @@
 # then diskless), its clients' writes go on succeeding through the peer and
 # its reads come from the peer; every write the oracle was told of is on
 # beta's disk.  Then the disk is repaired (linear again) and `mirrorctl
-# attach` after a demote brings it back: a full resync, equal disks.
+# attach` after a demote brings it back: a full resync, equal disks.  Last,
+# alpha as secondary under dm-flakey with error_writes (its reads work):
+# it detaches, the primary goes on writing, attach and resync bring it back
+# with every write the oracle was told of.
 # timeout: 300
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
