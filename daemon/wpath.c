@@ -242,6 +242,24 @@ wp_disk_end(struct wp_queue *q, struct req *r, int res)
 	rsm_disk_io_end(q->res, 1);
 }
 
+/* A read or write moved res bytes: the rest is issued again.  0 bytes is
+ * past the end of the file, which a sane disk never reports: an error,
+ * not a loop.  1 when the request went on or ended. */
+static int
+wp_partial(struct wp_queue *q, struct req *r, int res)
+{
+	if (res == 0) {
+		wp_disk_end(q, r, -EIO);
+		return 1;
+	}
+	r->done += (uint32_t)res;
+	if (r->done < r->len) {
+		wp_issue(q, r);
+		return 1;
+	}
+	return 0;
+}
+
 static void
 wp_disk_result(struct wp_queue *q, struct req *r, int res)
 {
@@ -267,15 +285,8 @@ wp_disk_result(struct wp_queue *q, struct req *r, int res)
 	switch (r->phase) {
 	case PH_MAIN:
 		if (r->type == REQ_READ || r->type == REQ_WRITE) {
-			if (res == 0) {	/* past the end of the file: cannot happen on a sane disk */
-				wp_disk_end(q, r, -EIO);
+			if (wp_partial(q, r, res))
 				return;
-			}
-			r->done += (uint32_t)res;
-			if (r->done < r->len) {
-				wp_issue(q, r);
-				return;
-			}
 		} else if (r->type != REQ_FLUSH && (r->flags & REQ_F_FUA)) {
 			r->phase = PH_SYNC;	/* fallocate is not durable by itself */
 			wp_issue(q, r);
@@ -283,11 +294,8 @@ wp_disk_result(struct wp_queue *q, struct req *r, int res)
 		}
 		break;
 	case PH_ZERO_WRITE:
-		r->done += (uint32_t)res;
-		if (r->done < r->len) {
-			wp_issue(q, r);
+		if (wp_partial(q, r, res))
 			return;
-		}
 		break;
 	case PH_SYNC:
 		break;

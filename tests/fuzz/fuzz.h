@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define FUZZ_CHECK(cond)                                                          \
 	do {                                                                      \
@@ -18,5 +19,18 @@
 	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A thread's body: reads the socket *(int *)arg until EOF, so that what a
+ * server under test sends never fills the socket and blocks it. */
+static inline void *
+fuzz_drain(void *arg)
+{
+	int fd = *(int *)arg;
+	char buf[65536];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	return NULL;
+}
 
 #endif

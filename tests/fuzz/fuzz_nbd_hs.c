@@ -22,17 +22,6 @@
 
 #define MAX_IN (64 * 1024)
 
-static void *
-drain(void *arg)
-{
-	int fd = *(int *)arg;
-	char buf[16384];
-
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	return NULL;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -65,7 +54,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		e.size += 512;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		abort();
-	if (pthread_create(&th, NULL, drain, &sv[1]) != 0)
+	if (pthread_create(&th, NULL, fuzz_drain, &sv[1]) != 0)
 		abort();
 	/* The client's bytes fit in the socket buffer (MAX_IN). */
 	if (size > 1 && write(sv[1], data + 1, size - 1) != (ssize_t)(size - 1))

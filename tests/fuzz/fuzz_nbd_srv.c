@@ -89,17 +89,6 @@ closed(struct nbds_conn *c, void *arg)
 	ev_stop(loop);
 }
 
-static void *
-drain(void *arg)
-{
-	int fd = *(int *)arg;
-	char buf[65536];
-
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	return NULL;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -120,7 +109,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	later_op.cb = later_done;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		abort();
-	if (pthread_create(&th, NULL, drain, &sv[1]) != 0)
+	if (pthread_create(&th, NULL, fuzz_drain, &sv[1]) != 0)
 		abort();
 	if (size > 1 && write(sv[1], data + 1, size - 1) != (ssize_t)(size - 1))
 		abort();

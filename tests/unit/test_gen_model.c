@@ -958,6 +958,20 @@ write_block(struct wstate *w, int i)
 	return 1;
 }
 
+/* The links go (both sides tear down, lost). */
+static int
+link_loss(struct wstate *w)
+{
+	if (!w->conn)
+		return 0;
+	w->conn = 0;
+	end_session(w);
+	teardown(w, 0, 1, 0, 0);
+	teardown(w, 1, 1, 0, 0);
+	w->sep = SEP_LOST;
+	return 1;
+}
+
 /* A connected primary's write whose data link fails: marked out of sync,
  * held while the session ends (peer_teardown, lost: the bits make it start
  * a new generation now), then acknowledged. */
@@ -967,12 +981,7 @@ linkfail_write(struct wstate *w, int i)
 	if (!w->n[i].primary || !w->conn)
 		return 0;
 	add_write(w, W_ON(i) | W_OOS(i) | W_ACK);	/* acknowledged after the teardown */
-	w->conn = 0;
-	end_session(w);
-	teardown(w, 0, 1, 0, 0);
-	teardown(w, 1, 1, 0, 0);
-	w->sep = SEP_LOST;
-	return 1;
+	return link_loss(w);
 }
 
 /* wpath.c wp_pull_ahead(): past max-async-lag a connected primary goes on
@@ -1017,19 +1026,6 @@ disconnect(struct wstate *w)
 	teardown(w, 0, 0, 1, p1);
 	teardown(w, 1, 0, p0, p0);
 	w->sep = p0 || p1 ? SEP_ORDERLY_PRIMARY : SEP_ORDERLY;
-	return 1;
-}
-
-static int
-link_loss(struct wstate *w)
-{
-	if (!w->conn)
-		return 0;
-	w->conn = 0;
-	end_session(w);
-	teardown(w, 0, 1, 0, 0);
-	teardown(w, 1, 1, 0, 0);
-	w->sep = SEP_LOST;
 	return 1;
 }
 
