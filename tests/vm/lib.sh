@@ -62,7 +62,7 @@ VM_ACCEL=${VM_ACCEL:-tcg}
 # modprobe works there (the host's kmod in the chroot, busybox's for the
 # kernel's own requests).
 VM_MODULES=(crc32c_generic ublk_drv nbd loop ext4 netfs 9pnet 9pnet_virtio 9p overlay
-            veth sch_netem lru_cache libcrc32c drbd dm-mod dm-flakey)
+            veth sch_netem lru_cache libcrc32c drbd dm-mod dm-flakey dm-dust)
 
 # The writable share of the last vm_run goes at exit (BM_KEEP=1 keeps it).
 vm_cleanup() {
@@ -110,6 +110,43 @@ vm_kernel() {
     echo "$VM_KVER" >"$cache/kernel.ver"
 }
 
+# vm_dm_dust: Debian builds its kernels without dm-dust (CONFIG_DM_DUST is
+# not set, 6.12 and 7.x alike), so the module is built once, out of tree,
+# from Debian's own packages of the same version: the kernel's headers and
+# kbuild, and dm-dust.c out of linux-source-6.12.  The result goes where
+# vm_module_closure finds it (lib/modules/VER/extra/, xz like the others);
+# it is rebuilt whenever the kernel is fetched again.  BTF is left out
+# (pahole is not needed for a test module the guest only loads).
+vm_dm_dust() {
+    local mdir=$VM_KROOT/lib/modules/$VM_KVER kv=${VM_KVER%-amd64} ver dl b hdr
+    [[ -f $mdir/extra/dm-dust.ko.xz ]] && return 0
+    ver=$(apt-cache show "linux-headers-$VM_KVER" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
+    [[ -n $ver ]] || vm_die "apt knows no linux-headers-$VM_KVER (needed to build dm-dust)"
+    vm_log "building dm-dust for $VM_KVER from linux-source-6.12 $ver (once)"
+    b=$VM_DIR/cache/dust && rm -rf "$b" && mkdir -p "$b/dl" "$b/root" "$b/mod"
+    dl=$b/dl
+    (cd "$dl" && apt-get download -q "linux-headers-$VM_KVER=$ver" "linux-headers-$kv-common=$ver" \
+        "linux-kbuild-$kv=$ver" "linux-source-6.12=$ver" >"$dl/apt.log" 2>&1) ||
+        { cat "$dl/apt.log" >&2; vm_die "apt-get download of the kernel headers and source failed"; }
+    for d in "$dl"/linux-headers-*.deb "$dl"/linux-kbuild-*.deb; do
+        dpkg -x "$d" "$b/root" || vm_die "dpkg -x $d failed"
+    done
+    dpkg --fsys-tarfile "$dl"/linux-source-6.12_*.deb |
+        tar -xO ./usr/src/linux-source-6.12.tar.xz | xz -dc |
+        tar -xO -f - linux-source-6.12/drivers/md/dm-dust.c >"$b/mod/dm-dust.c" ||
+        vm_die "dm-dust.c not found in linux-source-6.12 $ver"
+    echo 'obj-m := dm-dust.o' >"$b/mod/Kbuild"
+    hdr=$b/root/usr/src/linux-headers-$VM_KVER
+    # The headers' Makefile includes the common part by its installed path.
+    sed -i "s#^include /usr/src/#include $b/root/usr/src/#" "$hdr/Makefile"
+    make -s -C "$hdr" M="$b/mod" CONFIG_DEBUG_INFO_BTF_MODULES= modules >"$b/build.log" 2>&1 ||
+        { tail -n 20 "$b/build.log" >&2; vm_die "building dm-dust failed"; }
+    mkdir -p "$mdir/extra"
+    xz -c "$b/mod/dm-dust.ko" >"$mdir/extra/dm-dust.ko.xz.tmp" &&
+        mv "$mdir/extra/dm-dust.ko.xz.tmp" "$mdir/extra/dm-dust.ko.xz"
+    rm -rf "$b"
+}
+
 # vm_vmlinux: prints the kernel image to boot.  qemu boots an uncompressed
 # vmlinux (an ELF with a PVH entry point, CONFIG_PVH) straight into 64-bit
 # mode, which under TCG is ~2 s faster than letting the bzImage decompress
@@ -147,7 +184,7 @@ vm_module_closure() {
     local m=${1//-/_} mdir=$VM_KROOT/lib/modules/$VM_KVER f dep
     [[ -z ${vm_seen[$m]:-} ]] || return 0
     vm_seen[$m]=1
-    f=$(find "$mdir/kernel" \( -name "$m.ko.xz" -o -name "${m//_/-}.ko.xz" \) | head -n1)
+    f=$(find "$mdir/kernel" "$mdir/extra" \( -name "$m.ko.xz" -o -name "${m//_/-}.ko.xz" \) | head -n1)
     [[ -n $f ]] || vm_die "module $m not found in the $VM_KVER package"
     for dep in $(modinfo -F depends "$f" | tr ',' ' '); do
         vm_module_closure "$dep"
@@ -203,6 +240,7 @@ vm_prepare() {
     exec {vm_lock}>"$VM_DIR/.lock"
     flock "$vm_lock"
     vm_kernel
+    vm_dm_dust
     vm_initramfs
     VM_KERNEL=$(vm_vmlinux)
     flock -u "$vm_lock"

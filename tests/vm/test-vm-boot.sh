@@ -34,7 +34,7 @@ modprobe ublk_drv || fail "modprobe ublk_drv failed"
 [[ -c /dev/ublk-control ]] || fail "/dev/ublk-control missing after modprobe ublk_drv"
 modprobe nbd || fail "modprobe nbd failed"
 [[ -b /dev/nbd0 ]] || fail "/dev/nbd0 missing after modprobe nbd"
-for m in loop ext4 overlay veth sch_netem drbd dm_flakey 9p; do
+for m in loop ext4 overlay veth sch_netem drbd dm_flakey dm_dust 9p; do
     grep -q "^$m " /proc/modules || fail "module $m is not loaded"
 done
 [[ -c /dev/loop-control ]] || fail "/dev/loop-control missing"

@@ -8,7 +8,10 @@
 # attach` after a demote brings it back: a full resync, equal disks.  Last,
 # alpha as secondary under dm-flakey with error_writes (its reads work):
 # it detaches, the primary goes on writing, attach and resync bring it back
-# with every write the oracle was told of.
+# with every write the oracle was told of.  Then dm-dust: a few bad blocks
+# under alpha as primary; reads of them (and across them) return beta's
+# data, alpha detaches, writes go on through beta; the blocks are cleared,
+# attach and resync, every write the oracle was told of on both disks.
 # timeout: 300
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
@@ -50,7 +53,7 @@ step "alpha's disk fails under writes"
 "$ORACLE" write "$UA" "$T/olog" --blocks 2048 --depth 8 --flush-every 32 --stop "$T/ostop" &
 w=$!
 bm_kill_at_exit "$w"
-wait_for 30 sh -c "[ \$(grep -c '^A' '$T/olog' 2>/dev/null) -ge 100 ]"
+wait_for 30 sh -c "[ \$(cat '$T/olog' 2>/dev/null | grep -c '^A') -ge 100 ]"
 table "0 $sectors error" || fail "switching to dm-error"
 wait_for 30 sh -c "[ \"\$($MIRRORCTL -c $CA status --json | grep -o '\"disk\":\"[a-z]*\"' | head -1)\" = '\"disk\":\"diskless\"' ]"
 n=$(grep -c '^A' "$T/olog"); sleep 2
@@ -81,7 +84,7 @@ step "dm-flakey: the secondary's writes fail (error_writes), its reads work"
     --stop "$T/ostop2" &
 w=$!
 bm_kill_at_exit "$w"
-wait_for 30 sh -c "[ \$(grep -c '^A' '$T/olog2' 2>/dev/null) -ge 100 ]"
+wait_for 30 sh -c "[ \$(cat '$T/olog2' 2>/dev/null | grep -c '^A') -ge 100 ]"
 table "0 $sectors flakey $loop 0 0 60 1 error_writes" || fail "switching to dm-flakey"
 disk_a() { [[ $(bm_status_field "$CA" disk) == "$1" ]]; }
 wait_for 30 disk_a diskless
@@ -94,8 +97,47 @@ table "0 $sectors linear $loop 0" || fail "switching back to linear (flakey)"
 ctla attach || fail "attach of the repaired secondary refused"
 ctlb wait-sync --timeout 120 || fail "no resync after the secondary's attach"
 assert_eq "$(bm_status_field "$CA" disk)" uptodate "alpha after its second attach"
+
+step "dm-dust: a few bad blocks under the primary's reads, served by the peer"
+# dm-dust (4 KiB blocks, the oracle's) fails reads of the blocks on its
+# list and nothing else: a disk with a few bad sectors, the common case.
+# The blocks are ones the oracle wrote in the flakey phase (--first 4096).
+table "0 $sectors dust $loop 0 4096" || fail "switching to dm-dust"
+bad="4101 4600 5000"
+for b in $bad; do dmsetup message "$dm" 0 addbadblock "$b" || fail "addbadblock $b"; done
+dmsetup message "$dm" 0 enable || fail "dm-dust enable"
+ctlb demote || fail "demote of beta"
+ctla promote || fail "promote of alpha over the dusty disk"
+"$PYTHON" - "$UA" "$T/rb.img" $bad <<'PY' || fail "reads of bad blocks through alpha differ from beta's disk"
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+with open(sys.argv[2], "rb") as f:
+    for b in map(int, sys.argv[3:]):
+        # one request across the bad block first, then the block alone
+        f.seek((b - 1) * 4096)
+        want = f.read(3 * 4096)
+        if h.pread(3 * 4096, (b - 1) * 4096) != want or h.pread(4096, b * 4096) != want[4096:8192]:
+            print("block", b, "differs")
+            sys.exit(1)
+PY
+wait_for 30 disk_a diskless
+grep -q "a read at $((4100 * 4096))+12288: read from the peer" "$T/ra-alpha.log" ||
+    fail "the read across the first bad block was not served by the peer"
+"$ORACLE" write "$UA" "$T/olog3" --first 8192 --blocks 1024 --max-writes 2000 --depth 8 \
+    --flush-every 32 ||
+    fail "oracle writer through the primary whose disk detached on a bad block"
+grep -q '^E' "$T/olog3" && fail "the client saw an error: $(grep '^E' "$T/olog3")"
+"$ORACLE" check "$T/rb.img" "$T/olog3" >"$T/ocheck3" || fail "beta lacks writes: $(tail -3 "$T/ocheck3")"
+dmsetup message "$dm" 0 clearbadblocks || fail "dm-dust clearbadblocks"
+ctla demote || fail "demote of alpha"
+ctlb promote || fail "promote of beta after the dust phase"
+ctla attach || fail "attach after the bad blocks were cleared"
+ctlb wait-sync --timeout 120 || fail "no resync after the dust phase's attach"
+assert_eq "$(bm_status_field "$CA" disk)" uptodate "alpha after its third attach"
 bm_stop "$PA"; bm_stop "$PB"
+"$ORACLE" check /dev/mapper/"$dm" "$T/olog3" >"$T/ocheck3b" ||
+    fail "alpha lacks the writes made while it was diskless: $(tail -3 "$T/ocheck3b")"
 "$ORACLE" check /dev/mapper/"$dm" "$T/olog2" >"$T/ocheck2" ||
     fail "alpha lacks the primary's writes after the resync: $(tail -3 "$T/ocheck2")"
-cmp -n "$SIZE" /dev/mapper/"$dm" "$T/rb.img" || fail "disks differ after the secondary's attach"
-echo "disk errors: detach, writes and reads through the peer, attach, a secondary's failed writes: all checks passed"
+cmp -n "$SIZE" /dev/mapper/"$dm" "$T/rb.img" || fail "disks differ after the last attach"
+echo "disk errors: detach, writes and reads through the peer, attach, a secondary's failed writes, bad blocks: all checks passed"
