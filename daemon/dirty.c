@@ -976,11 +976,28 @@ dm_write_sb(struct dm *dm, const struct meta_sb *sb)
 	return meta_write_sb(dm->md_fd, sb);
 }
 
+/* Tests only (lib/fault.h): a superblock update held between the copy
+ * dm_sb_begin took and its write, the window in which another writer's
+ * update would be lost if sb_lock did not span it.  Logged, so that a test
+ * starts the other writer only once this one is inside. */
+static void
+dm_fault_sb_slow(void)
+{
+	struct timespec ts = { 2, 0 };
+
+	if (!FAULT("meta/sb/slow"))
+		return;
+	LOG_INFO("metadata: failpoint meta/sb/slow: superblock update held 2 s before its write");
+	nanosleep(&ts, NULL);
+}
+
 int
 dm_sb_commit(struct dm *dm, const struct meta_sb *sb)
 {
-	int rc = dm_write_sb(dm, sb);
+	int rc;
 
+	dm_fault_sb_slow();
+	rc = dm_write_sb(dm, sb);
 	if (!rc)
 		dm->sb = *sb;
 	pthread_mutex_unlock(&dm->sb_lock);
