@@ -389,26 +389,31 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	return 0;
 }
 
+/* Both resume paths run while the peer thread may be bringing a session
+ * up and committing its own superblock changes (peer_in_sync): the
+ * superblock is changed inside dm_sb_begin/commit, never read and written
+ * back, and role_lock keeps a promote or demote from interleaving. */
 void
 rsm_resume_primary(struct res *r)
 {
 	struct rsm_state s;
 	struct meta_sb sb;
 
+	pthread_mutex_lock(&r->role_lock);
 	rsm_get(r, &s);
-	if (s.role == RSM_PRIMARY)
+	if (s.role == RSM_PRIMARY) {
+		pthread_mutex_unlock(&r->role_lock);
 		return;
-	dm_sb_get(r->dm, &sb);
+	}
+	dm_sb_begin(r->dm, &sb);
 	sb.flags |= META_F_PRIMARY;
 	/* Its writes are acknowledged again from here: no longer only the
 	 * unacknowledged activity extents of a crash, which a peer that
 	 * moved on may overwrite without a split-brain report (gen.c rows
 	 * 33, 40, 43). */
 	sb.flags &= ~META_F_CRASHED_PRIMARY;
-	dm_sb_write(r->dm, &sb);
-	s.role = RSM_PRIMARY;
-	s.disk = RSM_D_UPTODATE;
-	rsm_set(r, &s, "device re-attached after a restart");
+	dm_sb_commit(r->dm, &sb);
+	rsm_set_role(r, RSM_PRIMARY, RSM_D_UPTODATE, "device re-attached after a restart");
 	/* Read after the role is set: a session torn down from now on arms
 	 * the same itself (peer_teardown).  Without the peer, the first write
 	 * starts a new generation, so that a later connect tells this node's
@@ -416,6 +421,7 @@ rsm_resume_primary(struct res *r)
 	rsm_get(r, &s);
 	if (s.conn != RSM_C_CONNECTED)
 		dm_new_gen_on_write(r->dm, 1);
+	pthread_mutex_unlock(&r->role_lock);
 }
 
 void
@@ -426,11 +432,13 @@ rsm_resume_failed(struct res *r)
 	/* Back to what the start found: no write ran on the device (the
 	 * kernel lets none through before END_USER_RECOVERY succeeds), so
 	 * this node is still a crashed primary that must not move on. */
+	pthread_mutex_lock(&r->role_lock);
 	dm_new_gen_on_write(r->dm, 0);
-	dm_sb_get(r->dm, &sb);
+	dm_sb_begin(r->dm, &sb);
 	sb.flags = (sb.flags & ~META_F_PRIMARY) | META_F_CRASHED_PRIMARY;
-	dm_sb_write(r->dm, &sb);
+	dm_sb_commit(r->dm, &sb);
 	rsm_set_role(r, RSM_SECONDARY, -1, "device re-attach failed");
+	pthread_mutex_unlock(&r->role_lock);
 }
 
 int
