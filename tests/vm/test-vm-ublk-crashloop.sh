@@ -2,8 +2,8 @@
 # The crash loop through the kernel's ublk device: two nodes (protocol
 # sync, frontend = ublk), the oracle (tests/oracle/oracle.py, block-device
 # mode: O_DIRECT, 8 writes in flight, an fdatasync every 32) writing
-# through the primary's /dev/ublkbN, and CRASH_POINTS (default 6) kill -9
-# points at a random moment, each kind once in every three points in a
+# through the primary's /dev/ublkbN, and CRASH_POINTS (default 8) kill -9
+# points at a random moment, each kind once in every four points in a
 # random order:
 #  restart   kill -9 of the primary's mirrord: the device holds the I/O;
 #            mirrord starts again and re-attaches it once the peer
@@ -14,21 +14,25 @@
 #            (judged at once: every acknowledged write is on it); the old
 #            primary's mirrord starts again: its held writes fail, its
 #            device goes, it comes back as sync target.
+#  both      kill -9 of both mirrords at once; both start again, in a
+#            random order: the primary re-attaches its held device once
+#            the restarted secondary confirms nobody was promoted, and the
+#            writer goes on without an error.
 # After each point, as an operator would, the nodes are brought back and
 # in sync; then judged: no acknowledged write lost on either node, the
 # writer saw no error except the held writes of a failover, and the
 # backing images are equal (cmp).
 # SEED=N replays the random choices (timing still varies):
 #   SEED=N CRASH_POINTS=K tests/run --bin DIR test-vm-ublk-crashloop
-# (more than 6 points: TEST_TIMEOUT_SCALE=$(((K + 5) / 6)) as well)
-# timeout: 300
+# (more than 8 points: TEST_TIMEOUT_SCALE=$(((K + 7) / 8)) as well)
+# timeout: 400
 if [[ ${BM_VM:-0} != 1 ]]; then
     source "$(dirname "$0")/lib.sh"
     SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}
     echo "SEED=$SEED (replay: SEED=$SEED tests/run --bin DIR test-vm-ublk-crashloop)"
     # 35 s a point (they take 8-15 s alone): more points need
     # TEST_TIMEOUT_SCALE too, as in make soak.
-    points=${CRASH_POINTS:-6}
+    points=${CRASH_POINTS:-8}
     VM_TIMEOUT=$((60 + 35 * points)) vm_run "$0" "$SEED" "$points"
     exit
 fi
@@ -155,21 +159,38 @@ crash_point() {   # crash_point K KIND
             "point $k: re-attached lines of the old primary (none at this start)"
         echo "point $k: $n writes acknowledged before the kill; the held writes failed"
         P=$S ;;
+    both)
+        kill9 "$P"; kill9 "$S"
+        n=$(acks "$log")
+        r=$(grep -c "device re-attached after a restart" "$(log_of "$P")" || true)
+        if ((RANDOM % 2)); then
+            echo "point $k: the secondary starts first"; start "$S"; start "$P"
+        else
+            echo "point $k: the primary starts first"; start "$P"; sleep 1; start "$S"
+        fi
+        wait_for 90 is_primary "$P" || fail "point $k: the primary did not resume after both restarted"
+        assert_eq "$(grep -c "device re-attached after a restart" "$(log_of "$P")" || true)" $((r + 1)) \
+            "point $k: re-attached lines of the restarted primary"
+        assert_eq "$(field "$(conf_of "$S")" role)" secondary "point $k: the restarted secondary's role"
+        progress "$log" 20 60
+        touch "$T/ostop"
+        writer_done "$k" "$w" "$log"
+        echo "point $k: $n writes acknowledged before both were killed, $(acks "$log") in all" ;;
     esac
     settle "$k" "$log"
     points=$((points + 1))
 }
 
 echo "SEED=$SEED CRASH_POINTS=$POINTS"
-kinds=(restart secondary failover)
+kinds=(restart secondary failover both)
 for ((k = 0; k < POINTS; k++)); do
-    if ((k % 3 == 0)); then   # each kind once in every three points
-        for ((i = 2; i > 0; i--)); do
+    if ((k % 4 == 0)); then   # each kind once in every four points
+        for ((i = 3; i > 0; i--)); do
             j=$((RANDOM % (i + 1)))
             t=${kinds[i]}; kinds[i]=${kinds[j]}; kinds[j]=$t
         done
     fi
-    crash_point "$k" "${kinds[k % 3]}"
+    crash_point "$k" "${kinds[k % 4]}"
 done
 grep -q "split brain" "$T/ra-alpha.log" "$T/rb-beta.log" && fail "a split brain was reported"
 echo "crash points $points, acknowledged writes checked $acked, lost $lost, divergences $diverged"
