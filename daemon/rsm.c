@@ -147,19 +147,6 @@ rsm_keep_detached(struct res *r, const struct rsm_state *prev, struct rsm_state 
 		next->disk = prev->disk == RSM_D_DISKLESS ? RSM_D_DISKLESS : RSM_D_FAILED;
 }
 
-void
-rsm_set(struct res *r, const struct rsm_state *v, const char *why)
-{
-	struct rsm_state prev, next = *v;
-
-	pthread_mutex_lock(&r->lock);
-	prev = r->state;
-	rsm_keep_detached(r, &prev, &next);
-	rsm_store_locked(r, &next);
-	pthread_mutex_unlock(&r->lock);
-	rsm_announce(r, &prev, &next, why);
-}
-
 int
 rsm_update(struct res *r, unsigned mask, const struct rsm_state *v, const char *why,
 	   int (*ok)(void *arg, const struct rsm_state *cur), void *arg)

@@ -1,6 +1,7 @@
 /* rsm: the resource state machine.  The state is four fields users see in
  * `mirrorctl status` (role, disk, connection, replication); one function,
- * rsm_set(), assigns them, logs every transition and emits one event.
+ * rsm_update(), changes them field by field, logs every transition and
+ * emits one event.
  * The decisions (may this node be promoted? demoted?) are tables of
  * conditions in rsm.c. */
 #ifndef BLKMIRROR_RSM_H
@@ -29,14 +30,13 @@ const char *rsm_repl_name(enum rsm_repl r);
 
 struct res;
 
-/* Control thread.  Assigns the new state, logs "role secondary -> primary
- * (promote)" for each field that changed and broadcasts one event. */
-void rsm_set(struct res *r, const struct rsm_state *next, const char *why);
 /* Any thread: sets only the fields named in mask (RSM_F_*) from v, on the
  * current state, read and written under r->lock; with ok, only when
  * ok(arg, current) holds (called under r->lock).  Returns 1 when stored.
- * Use it instead of rsm_get + change + rsm_set, which writes back fields
- * another thread may have changed in between. */
+ * Logs "role secondary -> primary (promote)" for each field that changed
+ * and broadcasts one event.  There is deliberately no call that stores a
+ * whole state: a copy taken with rsm_get and written back would undo
+ * fields another thread changed in between. */
 #define RSM_F_ROLE 1u
 #define RSM_F_DISK 2u
 #define RSM_F_CONN 4u
