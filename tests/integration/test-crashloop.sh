@@ -3,7 +3,9 @@
 # sync, semi-sync and async (sync and async with al-extents = 7), of the
 # primary, the secondary or both at a random moment while the oracle
 # (tests/oracle/oracle.py) writes through the primary, with planned
-# switchovers in between.  Each is recovered as mirrord(8) tells an
+# switchovers in between, and crashes in the middle of a resync (the
+# target's disk slowed by the disk/write/slow failpoint so that the resync
+# lasts: the target, the source or both killed in it).  Each is recovered as mirrord(8) tells an
 # operator (promote the survivor; restart the crashed node, which comes back
 # as sync target or, a crashed primary with its activity extents, as
 # source), then judged: no acknowledged write lost (async: within
@@ -34,7 +36,7 @@ kill9() { bm_kill9 "$(pid "$1")"; }
 not_connected() { [ "$(field "$(conf_of "$1")" connection)" != connected ]; }
 conf_of() { [ "$1" = a ] && echo "$CA" || echo "$CB"; }
 
-points=0 acked=0 lost=0 diverged=0 splits=0 rs_ms=0
+points=0 acked=0 lost=0 diverged=0 splits=0 rs_ms=0 missed=0 inres=0
 settle() {   # settle POINT: in sync, equal, no split brain
     local t0=${EPOCHREALTIME/./}
     ctl "$P" wait-sync --timeout 60 || fail "point $1: not in sync"
@@ -60,11 +62,63 @@ judge() {   # judge POINT IMAGE LOG BOUND: acknowledged writes on IMAGE
     ((${n:-0} <= $4)) || fail "point $1: $n acknowledged writes lost (bound $4): $(tail -3 <<<"$out")"
 }
 
+in_resync() { [ "$(field "$(conf_of "$1")" replication)" = synctarget ]; }
+# resync_crash K S LOG WRITER: the secondary S dies, the primary writes
+# alone, S comes back with its disk slowed and is killed in its resync,
+# or its source is, or both.  An inconsistent target is never promotable;
+# the source keeps every acknowledged write.
+resync_crash() {
+    local k=$1 S=$2 log=$3 w=$4 victim=$((RANDOM % 3)) n i
+    kill9 "$S"
+    n=$(grep -c '^A' "$log")
+    wait_for 30 sh -c "[ \$(grep -c '^A' '$log') -ge $((n + 40)) ]"
+    BM_FAULTS="enable name=disk/write/slow" start "$S"
+    for ((i = 0; i < 300; i++)); do   # 30 s
+        in_resync "$S" && break
+        [ "$(field "$(conf_of "$S")" replication)" = established ] && i=300
+        sleep 0.1
+    done
+    if ((i >= 300)); then
+        echo "point $k: the resync ended before it was seen; no kill in it"
+        missed=$((missed + 1))
+        touch "$T/ostop"; wait "$w" || true
+        judge "$k" "$T/r$P.img" "$log" 0
+        return 0
+    fi
+    sleep "0.0$((RANDOM % 10))"
+    echo "point $k: in the resync, kill -9 of $(echo target source both | cut -d' ' -f$((victim + 1)))"
+    case $victim in
+    0)  kill9 "$S"; touch "$T/ostop"; wait "$w" || true
+        judge "$k" "$T/r$P.img" "$log" 0
+        start "$S" ;;
+    1)  kill9 "$P"; wait "$w" || true
+        wait_for 20 not_connected "$S"
+        # Read after the kill: a resync cannot end without its source.
+        if [ "$(field "$(conf_of "$S")" disk)" = uptodate ]; then
+            echo "point $k: the resync had ended before the kill"
+            missed=$((missed + 1))
+        else
+            ! ctl "$S" promote 2>/dev/null ||
+                fail "point $k: a sync target cut off in its resync was promoted"
+        fi
+        judge "$k" "$T/r$P.img" "$log" 0
+        start "$P"
+        ctl "$P" wait-connect --timeout 30 || fail "point $k: the source did not reconnect"
+        ctl "$P" promote || fail "point $k: the restarted source refused promote" ;;
+    2)  kill9 "$P"; kill9 "$S"; wait "$w" || true
+        judge "$k" "$T/r$P.img" "$log" 0
+        start "$P"; start "$S"
+        ctl "$P" wait-connect --timeout 30 || fail "point $k: no connection after both crashed in a resync"
+        ctl "$P" promote || fail "point $k: the source refused promote after both crashed" ;;
+    esac
+}
+
 crash_point() {   # crash_point K PROTO
-    local k=$1 proto=$2 kind=$((RANDOM % 3)) S log=$T/olog.$1 bound=0
+    local k=$1 proto=$2 kind=$((RANDOM % 4)) S log=$T/olog.$1 bound=0
     S=$(other "$P")
-    echo "point $k: $proto, kill -9 of $(echo "the primary" "the secondary" "both" |
-        cut -d' ' -f$((kind * 2 + 1))-$((kind * 2 + 2))) (primary $P)"
+    local what=("kill -9 of the primary" "kill -9 of the secondary" "kill -9 of both"
+                "a crash in a resync")
+    echo "point $k: $proto, ${what[kind]} (primary $P)"
     rm -f "$T/ostop"
     "$ORACLE" write "$(uri "$P")" "$log" --first $((k % 60 * 256)) --blocks 256 \
         --depth 8 --flush-every 32 --seed "$RANDOM" --stop "$T/ostop" &
@@ -94,6 +148,7 @@ crash_point() {   # crash_point K PROTO
         ctl "$P" wait-connect --timeout 30 || fail "point $k: no connection after both crashed"
         ctl "$P" promote || fail "point $k: the crashed primary refused promote"
         judge "$k" "$T/r$P.img" "$log" 0 ;;
+    3)  resync_crash "$k" "$S" "$log" "$w"; inres=$((inres + 1)) ;;
     esac
     settle "$k"
     points=$((points + 1))
@@ -117,6 +172,7 @@ for proto in sync semi-sync async; do
     done
 done
 echo "crash points $points, acknowledged writes checked $acked, lost $lost (async only)," \
-     "divergences $diverged, split brains $splits, resync+wait-sync $rs_ms ms in all"
+     "divergences $diverged, split brains $splits, resync+wait-sync $rs_ms ms in all," \
+     "in-resync points $inres ($missed ended before the kill)"
 ((splits == 0)) || fail "$splits false split brains"
 ((points == POINTS)) || fail "only $points of $POINTS crash points ran"
