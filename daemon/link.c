@@ -974,10 +974,58 @@ lk_rtag_complete(struct req *r)
 	lk_leave(l);
 }
 
+/* Tests: how often a held write of the peer looks at peer/apply/hold
+ * again.  Read-only, so the queue threads share it. */
+static struct __kernel_timespec lk_hold_ts = { .tv_sec = 0, .tv_nsec = 50 * 1000 * 1000 };
+
+static void
+lk_hold_arm(struct lk *l, struct lk_rtag *t)
+{
+	struct io_uring_sqe *sqe = ev_get_sqe(l->q->loop);
+
+	io_uring_prep_timeout(sqe, &lk_hold_ts, 0, 0);
+	ev_sqe_set_op(sqe, &t->r.op);
+}
+
+/* The held write's timer (t->r.op is the disk's only once it is
+ * submitted): it goes to the disk once the failpoint is off. */
+static void
+lk_hold_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct lk_rtag *t = container_of(op, struct lk_rtag, r.op);
+
+	(void)res;
+	(void)flags;
+	if (FAULT("peer/apply/hold")) {
+		lk_hold_arm(t->l, t);
+		return;
+	}
+	LOG_INFO("failpoint peer/apply/hold: writing the peer's write at %llu+%u",
+		 (unsigned long long)t->r.off, t->r.len);
+	wp_submit_replica(t->l->q->wp, &t->r);
+}
+
+/* Tests only (lib/fault.h): a write of the peer that arrived and is not
+ * on the disk yet, held there as long as the test wants (running, so
+ * the link stays and overlapping writes wait behind it). */
+static int
+lk_hold(struct lk *l, struct lk_rtag *t)
+{
+	if ((t->type != PX_WRITE && t->type != PX_TRIM) || !FAULT("peer/apply/hold"))
+		return 0;
+	LOG_INFO("failpoint peer/apply/hold: holding the peer's write at %llu+%u",
+		 (unsigned long long)t->r.off, t->r.len);
+	t->r.op.cb = lk_hold_done;
+	lk_hold_arm(l, t);
+	return 1;
+}
+
 static void
 lk_start(struct lk *l, struct lk_rtag *t)
 {
 	t->running = 1;
+	if (lk_hold(l, t))
+		return;
 	wp_submit_replica(l->q->wp, &t->r);
 }
 
