@@ -258,7 +258,7 @@ peer_accepts_writes(struct res *r)
 	struct rsm_state s;
 
 	rsm_get(r, &s);
-	return s.role == RSM_SECONDARY;
+	return s.role == RSM_SECONDARY && !atomic_load(&r->promoting);
 }
 
 void
