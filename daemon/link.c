@@ -268,7 +268,8 @@ lk_fail(struct lk *l, const char *why)
 	lk_fail_outstanding(l);
 	/* Parked writes stay: they are applied, in order, as the running ones
 	 * finish (semi-sync already told the primary they were received). */
-	if (l->payload) {
+	if (l->payload) {	/* a write whose data never came: not counted on */
+		atomic_fetch_sub(&l->res->peer_writes, 1);
 		l->payload->next = l->free_rtags;
 		l->free_rtags = l->payload;
 		l->rtags_busy--;
@@ -830,6 +831,20 @@ lk_wait_acked(struct res *r, unsigned ms)
 	return 0;
 }
 
+int
+lk_wait_applied(struct res *r, unsigned ms)
+{
+	uint64_t end = util_now_ms() + ms;
+
+	/* Rare (a promote) and short, as lk_wait_acked. */
+	while (atomic_load(&r->peer_writes)) {
+		if (util_now_ms() >= end)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+	return 0;
+}
+
 /* ---- receiving: requests from the peer ---- */
 
 static int
@@ -969,15 +984,65 @@ lk_rtag_complete(struct req *r)
 	if (r->res)
 		LOG_WARN("peer data link %u: local %s at %llu failed: %s", l->q->index,
 			 px_type_name(t->type), (unsigned long long)r->off, strerror(-r->res));
+	if (t->type != PX_FLUSH)	/* a write or resync data: done with the disk */
+		atomic_fetch_sub(&l->res->peer_writes, 1);
 	lk_ack(l, t, type, r->res);
 	lk_run_parked(l);
 	lk_leave(l);
+}
+
+/* Tests: how often a held write of the peer looks at peer/apply/hold
+ * again.  Read-only, so the queue threads share it. */
+static struct __kernel_timespec lk_hold_ts = { .tv_sec = 0, .tv_nsec = 50 * 1000 * 1000 };
+
+static void
+lk_hold_arm(struct lk *l, struct lk_rtag *t)
+{
+	struct io_uring_sqe *sqe = ev_get_sqe(l->q->loop);
+
+	io_uring_prep_timeout(sqe, &lk_hold_ts, 0, 0);
+	ev_sqe_set_op(sqe, &t->r.op);
+}
+
+/* The held write's timer (t->r.op is the disk's only once it is
+ * submitted): it goes to the disk once the failpoint is off. */
+static void
+lk_hold_done(struct ev_op *op, int res, uint32_t flags)
+{
+	struct lk_rtag *t = container_of(op, struct lk_rtag, r.op);
+
+	(void)res;
+	(void)flags;
+	if (FAULT("peer/apply/hold")) {
+		lk_hold_arm(t->l, t);
+		return;
+	}
+	LOG_INFO("failpoint peer/apply/hold: writing the peer's write at %llu+%u",
+		 (unsigned long long)t->r.off, t->r.len);
+	wp_submit_replica(t->l->q->wp, &t->r);
+}
+
+/* Tests only (lib/fault.h): a write of the peer that arrived and is not
+ * on the disk yet, held there as long as the test wants (running, so
+ * the link stays and overlapping writes wait behind it). */
+static int
+lk_hold(struct lk *l, struct lk_rtag *t)
+{
+	if ((t->type != PX_WRITE && t->type != PX_TRIM) || !FAULT("peer/apply/hold"))
+		return 0;
+	LOG_INFO("failpoint peer/apply/hold: holding the peer's write at %llu+%u",
+		 (unsigned long long)t->r.off, t->r.len);
+	t->r.op.cb = lk_hold_done;
+	lk_hold_arm(l, t);
+	return 1;
 }
 
 static void
 lk_start(struct lk *l, struct lk_rtag *t)
 {
 	t->running = 1;
+	if (lk_hold(l, t))
+		return;
 	wp_submit_replica(l->q->wp, &t->r);
 }
 
@@ -1111,11 +1176,17 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 	if (rc <= 0)
 		return rc;
 	/* Requests from the peer: nothing may write under a primary's users,
-	 * resync data included (a target promoted with --force). */
-	if (d.writes && !peer_accepts_writes(l->res)) {
-		snprintf(why, whylen, "peer sent %s but this node is primary",
-			 px_type_name(d.m.type));
-		return -EPROTO;
+	 * resync data included (a target promoted with --force).  Counted
+	 * first: a promote that then finds none counted knows that none
+	 * starts after it (rsm_promote_decide). */
+	if (d.writes) {
+		atomic_fetch_add(&l->res->peer_writes, 1);
+		if (!peer_accepts_writes(l->res)) {
+			atomic_fetch_sub(&l->res->peer_writes, 1);
+			snprintf(why, whylen, "peer sent %s but this node is primary or being "
+				 "promoted", px_type_name(d.m.type));
+			return -EPROTO;
+		}
 	}
 	switch (d.m.type) {
 	case PX_WRITE_ACK: case PX_FLUSH_ACK: case PX_RS_ACK: case PX_RECV_ACK: case PX_CSUM:
@@ -1134,8 +1205,11 @@ lk_parse_one(struct lk *l, char *why, size_t whylen)
 		return 1;
 	}
 	t = lk_rtag_get(l);
-	if (!t)
+	if (!t) {
+		if (d.writes)	/* parsed again once a tag is free */
+			atomic_fetch_sub(&l->res->peer_writes, 1);
 		return -EAGAIN;
+	}
 	t->id = d.m.id;
 	t->type = d.m.type;
 	t->flags = d.m.flags;

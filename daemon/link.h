@@ -61,5 +61,9 @@ uint64_t lk_unacked_bytes(const struct lk *l);
  * A demote calls it before the peer may hear of the new role: its STATE
  * travels on the meta link and could overtake them. */
 int lk_wait_acked(struct res *r, unsigned ms);
+/* Control thread: waits until every write (or resync data) received from
+ * the peer is on the local disk, at most ms.  0 or -ETIMEDOUT.  A promote
+ * calls it once the links refuse new ones (res.promoting). */
+int lk_wait_applied(struct res *r, unsigned ms);
 
 #endif

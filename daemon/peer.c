@@ -258,7 +258,7 @@ peer_accepts_writes(struct res *r)
 	struct rsm_state s;
 
 	rsm_get(r, &s);
-	return s.role == RSM_SECONDARY;
+	return s.role == RSM_SECONDARY && !atomic_load(&r->promoting);
 }
 
 void
@@ -1451,6 +1451,9 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	for (unsigned i = 0; i < r->nqueues; i++)
 		peer_post(p, &r->queues[i], -1, NULL, peer_fail_run);
 	pthread_mutex_lock(&r->lock);
+	if (p->links_open)
+		LOG_DEBUG("peer: waiting for %u data link(s) to close, after the peer's writes "
+			  "they still apply", p->links_open);
 	while (p->links_open)
 		pthread_cond_wait(&r->cond, &r->lock);
 	/* Only now that the links are closed: the peer's writes they were

@@ -50,6 +50,7 @@ int peer_info(struct res *r, int *role, int *disk);
 /* Queue threads. */
 void peer_link_failed(struct res_queue *q);
 void peer_link_closed(struct res_queue *q);
+/* Secondary and not being promoted: the peer's writes may start. */
 int peer_accepts_writes(struct res *r);
 void peer_resync_done(struct res *r);
 /* Pull-ahead: this primary stops sending (ahead); this secondary was told

@@ -100,6 +100,12 @@ struct res {
 	_Atomic int frozen;       /* RES_FROZEN_*: writes wait (fencing) */
 	_Atomic uint64_t peer_app_flushes; /* the peer's application flushes made durable here */
 	_Atomic uint64_t repl_unacked; /* writes sent on any data link, not yet written there */
+	/* Writes (and resync data) received from the peer and not yet on
+	 * the disk, counted before the role is looked at (lk_parse_one), and
+	 * a promote past its checks: from then on the links refuse new ones
+	 * and the promote waits for these (rsm_promote_decide). */
+	_Atomic unsigned peer_writes;
+	_Atomic int promoting;
 	/* on-io-error = detach fired (rsm_disk_error): no local disk or
 	 * metadata I/O is started any more.  Set once, any thread. */
 	_Atomic int detached;

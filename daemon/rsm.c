@@ -260,14 +260,86 @@ rsm_set_conn_if(struct res *r, enum rsm_conn conn, enum rsm_repl repl, const cha
 	return rsm_update(r, RSM_F_CONN | RSM_F_REPL, &v, why, ok, arg);
 }
 
+/* Under role_lock, once a promote has passed its checks: the peer's
+ * writes that arrived before (a demote waits for them only so long, a
+ * teardown may still be draining the links) are on the disk, and the
+ * links refuse new ones (res.promoting, cleared by rsm_promote).  Landing
+ * after the promote, one would overwrite a write acknowledged here.
+ * Queue threads finish them without role_lock.  0 when there were none,
+ * 1 when it waited for them, -EBUSY (why set) when they took too long. */
+static int
+rsm_promote_drain(struct res *r, char *why, size_t len)
+{
+	unsigned n;
+
+	atomic_store(&r->promoting, 1);
+	n = atomic_load(&r->peer_writes);
+	if (!n)
+		return 0;
+	LOG_INFO("promote: waiting for %u write(s) received from the peer to reach the disk", n);
+	if (lk_wait_applied(r, r->conf.ping_timeout_ms) == 0)
+		return 1;
+	snprintf(why, len, "writes received from the peer are not on the local disk after "
+		 "%u ms: try again", r->conf.ping_timeout_ms);
+	return -EBUSY;
+}
+
 /* Promotion table.  Refused when:
  *   the disk has failed or is absent               (nothing to serve)
  *   a held device waits for the peer (resume.h)    (even with --force)
  *   the peer is connected and primary              (issue: replication)
  *   the data is not up to date, unless --force     (DRBD's rule)
+ *   writes of the peer are not on the disk within ping-timeout
+ *                                                  (rsm_promote_drain)
  * Promoting starts a new generation: the old current identifier becomes
  * the bitmap identifier (what the peer last had in common), so a later
  * connect can tell which side changed. */
+/* The checks, on the state now (*s).  0: primary already, 1: may be
+ * promoted, -errno: refused (why set). */
+static int
+rsm_promote_check(struct res *r, int force, struct rsm_state *s, char *why, size_t len)
+{
+	int prole = 0, pdisk = 0;
+
+	rsm_get(r, s);
+	if (s->role == RSM_PRIMARY)
+		return 0;
+	if (s->disk == RSM_D_FAILED || s->disk == RSM_D_DISKLESS) {
+		snprintf(why, len, "local disk is %s", disk_names[s->disk]);
+		return -EIO;
+	}
+	/* Not even with --force: the held I/O would run as this node's
+	 * writes before the peer said whether it went on without us. */
+	if (r->resume) {
+		snprintf(why, len, "the device of the crashed mirrord still holds its I/O, waiting "
+			 "for the peer's answer (up to %u s): see mirrord(8), ublk device",
+			 RESUME_WAIT_MS / 1000);
+		return -EBUSY;
+	}
+	if (s->conn == RSM_C_CONNECTED) {
+		if (peer_info(r, &prole, &pdisk) == 0 && prole) {
+			snprintf(why, len, "peer is primary");
+			return -EBUSY;
+		}
+		if (s->repl == RSM_R_SYNCTARGET && !force) {
+			snprintf(why, len, "resync from the peer is still running (local data is "
+				 "inconsistent): wait-sync first");
+			return -EPERM;
+		}
+		if (s->repl == RSM_R_BEHIND && !force) {
+			snprintf(why, len, "this node is behind the peer (pull-ahead): its data "
+				 "misses writes until it has caught up: wait-sync first");
+			return -EPERM;
+		}
+	}
+	if (s->disk != RSM_D_UPTODATE && !force) {
+		snprintf(why, len, "local data is %s, not known to be up to date "
+			 "(use promote --force to promote it anyway)", disk_names[s->disk]);
+		return -EPERM;
+	}
+	return 1;
+}
+
 /* Under role_lock.  0: nothing to do (primary already), -errno: refused
  * (why set), 1: recorded primary; *sbp is what was written, and the hooks
  * are held until the caller has made the device. */
@@ -279,42 +351,15 @@ rsm_promote_decide(struct res *r, int force, char *why, size_t len, int *in_sync
 	struct meta_sb sb;
 	int rc, in_sync, prole = 0, pdisk = 0;
 
-	rsm_get(r, &s);
-	if (s.role == RSM_PRIMARY)
-		return 0;
-	if (s.disk == RSM_D_FAILED || s.disk == RSM_D_DISKLESS) {
-		snprintf(why, len, "local disk is %s", disk_names[s.disk]);
-		return -EIO;
-	}
-	/* Not even with --force: the held I/O would run as this node's
-	 * writes before the peer said whether it went on without us. */
-	if (r->resume) {
-		snprintf(why, len, "the device of the crashed mirrord still holds its I/O, waiting "
-			 "for the peer's answer (up to %u s): see mirrord(8), ublk device",
-			 RESUME_WAIT_MS / 1000);
-		return -EBUSY;
-	}
-	if (s.conn == RSM_C_CONNECTED) {
-		if (peer_info(r, &prole, &pdisk) == 0 && prole) {
-			snprintf(why, len, "peer is primary");
-			return -EBUSY;
-		}
-		if (s.repl == RSM_R_SYNCTARGET && !force) {
-			snprintf(why, len, "resync from the peer is still running (local data is "
-				 "inconsistent): wait-sync first");
-			return -EPERM;
-		}
-		if (s.repl == RSM_R_BEHIND && !force) {
-			snprintf(why, len, "this node is behind the peer (pull-ahead): its data "
-				 "misses writes until it has caught up: wait-sync first");
-			return -EPERM;
-		}
-	}
-	if (s.disk != RSM_D_UPTODATE && !force) {
-		snprintf(why, len, "local data is %s, not known to be up to date "
-			 "(use promote --force to promote it anyway)", disk_names[s.disk]);
-		return -EPERM;
-	}
+	rc = rsm_promote_check(r, force, &s, why, len);
+	if (rc <= 0)
+		return rc;
+	rc = rsm_promote_drain(r, why, len);
+	if (rc < 0)
+		return rc;
+	/* It waited: the state may have moved meanwhile (the peer lost). */
+	if (rc > 0 && (rc = rsm_promote_check(r, force, &s, why, len)) <= 0)
+		return rc;
 	/* Connected and in sync with an up-to-date peer, the peer gets every
 	 * write: the generation stays shared.  Otherwise this node starts a new
 	 * one; if connected, the session restarts so the peer syncs from it
@@ -353,6 +398,8 @@ rsm_promote(struct res *r, int force, char *why, size_t len)
 	 * after, so the peer thread (outdate) never waits for it. */
 	pthread_mutex_lock(&r->role_lock);
 	rc = rsm_promote_decide(r, force, why, len, &in_sync, &sb);
+	/* Primary now, or refused: the role says whether the peer may write. */
+	atomic_store(&r->promoting, 0);
 	pthread_mutex_unlock(&r->role_lock);
 	if (rc <= 0)
 		return rc;

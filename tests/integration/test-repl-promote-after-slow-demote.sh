@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A switchover whose demote did not wait out the peer's writes loses none
+# of the new primary's.  alpha's demote waits half the ping timeout for
+# beta to write what alpha sent, then goes on (recording local changes)
+# and tells beta it is secondary; a write that beta's disk had not taken
+# by then is still on its way there.  The failpoint peer/apply/hold keeps
+# beta's application of alpha's write of block X (version 1) until the
+# test switches it off; beta is promoted, still connected to the demoted
+# alpha, or while its peer thread drains the links after alpha
+# disconnected (the peer is known, but secondary: "peer is primary" does
+# not stop it).  That promote must wait for the held write, or be
+# refused; whenever it succeeds, version 2 written through beta must be
+# what beta holds once the held write is out.  Connected, alpha must hold
+# version 2 too (the mirror stays in sync: nothing marks the block out of
+# sync).
+# timeout: 120
+source "$(dirname "$0")/functions.sh"
+source "$(dirname "$0")/repl.sh"
+requires "$PYTHON" -c 'import nbd'
+bm_setup
+bm_faults
+
+X=$((1 << 20))
+# put URI BYTE: block X all BYTE, acknowledged by the node.
+put() {
+    "$PYTHON" - "$1" "$2" "$X" <<'PY'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+h.pwrite(sys.argv[2].encode() * 4096, int(sys.argv[3]))
+h.flush(); h.shutdown()
+PY
+}
+# get URI: the byte block X reads as through the node, or "mixed".
+get() {
+    "$PYTHON" - "$1" "$X" <<'PY'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+b = h.pread(4096, int(sys.argv[2]))
+print(chr(b[0]) if b == b[:1] * 4096 and 32 < b[0] < 127 else "mixed")
+PY
+}
+# lines NODE: a node's log in this round (the logs go on across rounds).
+lines() { tail -n +"${from[$1]}" "$T/r${1:0:1}-$1.log"; }
+# logged PATTERN: in beta's log since the write was held.
+logged() { lines beta | sed -n '/failpoint peer\/apply\/hold: holding/,$p' | grep -q "$1"; }
+
+declare -A from=([alpha]=1 [beta]=1)
+for how in connected disconnect; do
+    rm -f "$T/ra.img" "$T/rb.img"
+    for n in alpha beta; do
+        [[ ! -f $T/r${n:0:1}-$n.log ]] || from[$n]=$(($(wc -l <"$T/r${n:0:1}-$n.log") + 1))
+    done
+    bm_pair 16M protocol=async
+    bm_pair_initial_sync
+
+    # alpha's write of version 1 reaches beta and waits there; alpha is
+    # demoted without beta's answer.
+    bm_fault "$PB" "enable name=peer/apply/hold"
+    put "$UA" 1
+    wait_for 20 logged 'failpoint peer/apply/hold: holding the peer.s write'
+    ctla demote || fail "$how: demote refused"
+    lines alpha | grep -q 'demote: the peer has not written every replicated write' ||
+        fail "$how: alpha's demote did not wait out the held write"
+    assert_eq "$(field "$CB" peer.role)" secondary "$how: alpha's role as beta knows it"
+    if [[ $how == disconnect ]]; then
+        ctla disconnect
+        wait_for 20 logged 'peer: waiting for [0-9]* data link(s) to close'
+    fi
+
+    # Promoted now, beta takes version 2 at once; refused, it takes it
+    # once the old write is out.
+    early=0
+    if ctlb promote 2>"$T/promote.err"; then
+        early=1
+        put "$UB" 2
+    fi
+    bm_fault "$PB" "disable name=peer/apply/hold"
+    wait_for 20 logged 'failpoint peer/apply/hold: writing the peer.s write'
+    if ((early == 0)); then
+        echo "$how: promote while alpha's write was held: refused: $(cat "$T/promote.err")"
+        ctlb promote || fail "$how: promote refused after alpha's write was applied"
+        put "$UB" 2
+    else
+        echo "$how: promote while alpha's write was held: done at once"
+    fi
+    assert_eq "$(field "$CB" role)" primary "$how: beta's role"
+    assert_eq "$(get "$UB")" 2 \
+        "$how: block X read through beta after alpha's held write was applied (lost write)"
+
+    if [[ $how == connected ]]; then
+        # The mirror is whole: alpha has what beta's users wrote.
+        ctlb wait-sync --timeout 30 || fail "$how: not in sync"
+        bm_stop "$PA"; bm_stop "$PB"
+        assert_disks_equal "$how: the disks differ (block X: alpha and beta hold different versions)"
+    else
+        bm_stop "$PA"; bm_stop "$PB"
+    fi
+done
