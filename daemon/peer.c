@@ -257,8 +257,14 @@ peer_accepts_writes(struct res *r)
 {
 	struct rsm_state s;
 
+	/* promoting first: a 0 read here after a promote cleared it comes
+	 * after the role was stored primary, so the role read next sees it;
+	 * the other way round, a stale "secondary" and the cleared flag could
+	 * both be seen and a write start under the new primary. */
+	if (atomic_load(&r->promoting))
+		return 0;
 	rsm_get(r, &s);
-	return s.role == RSM_SECONDARY && !atomic_load(&r->promoting);
+	return s.role == RSM_SECONDARY;
 }
 
 void
@@ -1493,6 +1499,13 @@ peer_teardown(struct peer *p, const char *why, int lost)
 		peer_session_release(r);
 	}
 	p->outdate_self = p->outdate_peer = 0;
+	/* Ordered against a promote (role_lock): either the promote sees the
+	 * connection gone and starts a new generation, or this sees it
+	 * primary and arms one.  Without it, a promote that found the peer
+	 * still known and in sync kept the shared generation, and this,
+	 * reading the role just before, armed none: a primary alone at the
+	 * generation its peer has too. */
+	pthread_mutex_lock(&r->role_lock);
 	rsm_get(r, &s);
 	/* A primary that goes on alone starts a new generation, so the peer
 	 * can later tell that this side changed (gen_compare rule 40) -- but
@@ -1516,6 +1529,7 @@ peer_teardown(struct peer *p, const char *why, int lost)
 	p->source_running = 0;
 	if (s.conn != RSM_C_SPLITBRAIN)
 		peer_conn_state(r, RSM_C_CONNECTING, RSM_R_OFF, why);
+	pthread_mutex_unlock(&r->role_lock);
 }
 
 /* ---- the connection sequence ---- */

@@ -23,6 +23,7 @@ POINTS=${CRASH_POINTS:-54}
 ORACLE=$BM_SRC/tests/oracle/oracle.py
 LAG=262144                      # async max-async-lag: the loss bound
 bm_setup
+bm_faults   # a resync target's slow disk is switched off again (resync_crash)
 bm_pair 64M protocol=sync al-extents=7 max-async-lag=$LAG
 bm_pair_initial_sync
 
@@ -81,6 +82,7 @@ resync_crash() {
     if ((i >= 300)); then
         echo "point $k: the resync ended before it was seen; no kill in it"
         missed=$((missed + 1))
+        bm_fault "$(pid "$S")" "disable name=disk/write/slow"
         touch "$T/ostop"; wait "$w" || true
         judge "$k" "$T/r$P.img" "$log" 0
         return 0
@@ -101,6 +103,8 @@ resync_crash() {
             ! ctl "$S" promote 2>/dev/null ||
                 fail "point $k: a sync target cut off in its resync was promoted"
         fi
+        # S goes on as the target of the restarted source: its own pace.
+        bm_fault "$(pid "$S")" "disable name=disk/write/slow"
         judge "$k" "$T/r$P.img" "$log" 0
         start "$P"
         ctl "$P" wait-connect --timeout 30 || fail "point $k: the source did not reconnect"
@@ -175,4 +179,7 @@ echo "crash points $points, acknowledged writes checked $acked, lost $lost (asyn
      "divergences $diverged, split brains $splits, resync+wait-sync $rs_ms ms in all," \
      "in-resync points $inres ($missed ended before the kill)"
 ((splits == 0)) || fail "$splits false split brains"
+# The kind must test what it claims: most of its kills land in a resync.
+((inres < 4 || missed * 2 < inres)) ||
+    fail "$missed of $inres crashes meant for a resync came after it ended"
 ((points == POINTS)) || fail "only $points of $POINTS crash points ran"

@@ -40,7 +40,7 @@ PY
 }
 # logged PATTERN: in beta's log since the write was held.
 logged() {
-    sed -n '/failpoint peer\/apply\/hold: holding/,$p' "$T/rb-beta.log" | grep -q "$1"
+    sed -n '/failpoint peer\/apply\/hold: holding/,$p' "$T/rb-beta.log" | grep "$1" >/dev/null  # not -q: an early exit would SIGPIPE sed (pipefail)
 }
 not_connected() { [[ $(field "$CB" connection) != connected ]]; }
 

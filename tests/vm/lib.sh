@@ -113,28 +113,29 @@ vm_kernel() {
 # vm_dm_dust: Debian builds its kernels without dm-dust (CONFIG_DM_DUST is
 # not set, 6.12 and 7.x alike), so the module is built once, out of tree,
 # from Debian's own packages of the same version: the kernel's headers and
-# kbuild, and dm-dust.c out of linux-source-6.12.  The result goes where
+# kbuild, and dm-dust.c out of linux-source-X.Y.  The result goes where
 # vm_module_closure finds it (lib/modules/VER/extra/, xz like the others);
 # it is rebuilt whenever the kernel is fetched again.  BTF is left out
 # (pahole is not needed for a test module the guest only loads).
 vm_dm_dust() {
-    local mdir=$VM_KROOT/lib/modules/$VM_KVER kv=${VM_KVER%-amd64} ver dl b hdr
+    local mdir=$VM_KROOT/lib/modules/$VM_KVER kv=${VM_KVER%-amd64} ver dl b hdr src
+    src=linux-source-$(cut -d. -f1-2 <<<"$VM_KVER")   # linux-source-6.12
     [[ -f $mdir/extra/dm-dust.ko.xz ]] && return 0
-    ver=$(apt-cache show "linux-headers-$VM_KVER" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
+    ver=$(apt-cache show "linux-headers-$VM_KVER" 2>/dev/null | sed -n 's/^Version: //p' | head -n1) || true
     [[ -n $ver ]] || vm_die "apt knows no linux-headers-$VM_KVER (needed to build dm-dust)"
-    vm_log "building dm-dust for $VM_KVER from linux-source-6.12 $ver (once)"
+    vm_log "building dm-dust for $VM_KVER from $src $ver (once)"
     b=$VM_DIR/cache/dust && rm -rf "$b" && mkdir -p "$b/dl" "$b/root" "$b/mod"
     dl=$b/dl
     (cd "$dl" && apt-get download -q "linux-headers-$VM_KVER=$ver" "linux-headers-$kv-common=$ver" \
-        "linux-kbuild-$kv=$ver" "linux-source-6.12=$ver" >"$dl/apt.log" 2>&1) ||
+        "linux-kbuild-$kv=$ver" "$src=$ver" >"$dl/apt.log" 2>&1) ||
         { cat "$dl/apt.log" >&2; vm_die "apt-get download of the kernel headers and source failed"; }
     for d in "$dl"/linux-headers-*.deb "$dl"/linux-kbuild-*.deb; do
         dpkg -x "$d" "$b/root" || vm_die "dpkg -x $d failed"
     done
-    dpkg --fsys-tarfile "$dl"/linux-source-6.12_*.deb |
-        tar -xO ./usr/src/linux-source-6.12.tar.xz | xz -dc |
-        tar -xO -f - linux-source-6.12/drivers/md/dm-dust.c >"$b/mod/dm-dust.c" ||
-        vm_die "dm-dust.c not found in linux-source-6.12 $ver"
+    dpkg --fsys-tarfile "$dl"/"$src"_*.deb |
+        tar -xO "./usr/src/$src.tar.xz" | xz -dc |
+        tar -xO -f - "$src/drivers/md/dm-dust.c" >"$b/mod/dm-dust.c" ||
+        vm_die "dm-dust.c not found in $src $ver"
     echo 'obj-m := dm-dust.o' >"$b/mod/Kbuild"
     hdr=$b/root/usr/src/linux-headers-$VM_KVER
     # The headers' Makefile includes the common part by its installed path.

@@ -113,7 +113,9 @@ import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
 with open(sys.argv[2], "rb") as f:
     for b in map(int, sys.argv[3:]):
-        # one request across the bad block first, then the block alone
+        # One request across the bad block first: the first one (4100..4102)
+        # fails in dm-dust, detaches the disk and is served by the peer;
+        # every read after it comes from the peer's disk.
         f.seek((b - 1) * 4096)
         want = f.read(3 * 4096)
         if h.pread(3 * 4096, (b - 1) * 4096) != want or h.pread(4096, b * 4096) != want[4096:8192]:
