@@ -183,6 +183,14 @@ cluster_online() {
     (($(grep -c 'online="true"' <<<"$x") == 2))
 }
 
+# cluster_node_offline NAME OTHER: NAME's Pacemaker knows OTHER is gone
+# (its resources no longer counted as running there).
+cluster_node_offline() {
+    local x
+    x=$(nodex "$1" crm_mon -1 --output-as=xml 2>/dev/null) || return 1
+    grep -q "<node name=\"$2\"[^>]* online=\"false\"" <<<"$x"
+}
+
 # cluster_mounted NAME DIR: DIR is a mount point on node NAME.
 cluster_mounted() {
     nodex "$1" findmnt -n "$2" >/dev/null 2>&1

@@ -201,6 +201,9 @@ files_write "$S" 5 d
 cluster_power_off "$S"
 nodex "$P" crm node online "$P" || fail "crm node online"
 wait_for 240 role_is "$P" secondary
+# Judged once the stale node's cluster knows the other is gone: under load
+# that took more than 30 s, and until then its view still had $S promoted.
+wait_for 240 cluster_node_offline "$P" "$S"
 for _ in $(seq 30); do
     [[ $(cluster_field "$P" role) == secondary ]] || fail "the stale node $P was promoted"
     cluster_mounted "$P" "$MNT" && fail "the file system was mounted on the stale node $P"
