@@ -36,6 +36,39 @@ for i in $(seq 1 10); do
     done
 done
 
+# What the race above depends on, made certain: a listener still on the
+# control socket (a killed daemon's, while the kernel tears it down) but
+# nobody holding the lock.  The new mirrord starts; it is not "another
+# mirrord" (the old probe connect()ed to the socket and refused).
+bm_stop "$BM_PID"
+"$PYTHON" - "$T/r0.sock" "$T/listening" <<'PY' &
+import os, socket, sys, time
+try:
+    os.unlink(sys.argv[1])
+except FileNotFoundError:
+    pass
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(16)
+open(sys.argv[2], "w").close()
+time.sleep(120)
+PY
+lp=$!
+bm_kill_at_exit "$lp"
+wait_for 10 test -e "$T/listening"
+"$MIRRORD" -c "$conf" --node alpha --foreground --log-level debug \
+    </dev/null >>"$T/stale.log" 2>&1 &
+BM_PID=$!
+BM_PIDS+=("$BM_PID")
+BM_LOGS+=("$T/stale.log")
+until grep -q "ready: role" "$T/stale.log"; do
+    bm_alive "$BM_PID" || fail "a listener left on the control socket was taken for a" \
+        "running mirrord: $(tail -n 2 "$T/stale.log")"
+    sleep 0.1
+done
+kill "$lp"
+"$MIRRORCTL" -c "$conf" status >/dev/null || fail "status after the start over a stale listener"
+
 rc=0
 timeout 20 "$MIRRORD" -c "$conf" --node alpha --foreground 2>"$T/err" || rc=$?
 assert_eq "$rc" 1 "exit code of a second mirrord while one runs"
