@@ -816,14 +816,15 @@ lk_handle_ack(struct lk *l, const struct rxc_data *d, char *why, size_t whylen)
 	return 0;
 }
 
-int
-lk_wait_acked(struct res *r, unsigned ms)
+/* Waits until *n is 0, at most ms.  Rare (a demote, a promote) and short:
+ * polling keeps the queues' hot path to one atomic add and one subtract
+ * per write. */
+static int
+lk_wait_zero(_Atomic uint64_t *n, unsigned ms)
 {
 	uint64_t end = util_now_ms() + ms;
 
-	/* Rare (a demote) and short: polling keeps the queues' hot path to
-	 * one atomic add and one subtract per write. */
-	while (atomic_load(&r->repl_unacked)) {
+	while (atomic_load(n)) {
 		if (util_now_ms() >= end)
 			return -ETIMEDOUT;
 		usleep(1000);
@@ -832,17 +833,15 @@ lk_wait_acked(struct res *r, unsigned ms)
 }
 
 int
+lk_wait_acked(struct res *r, unsigned ms)
+{
+	return lk_wait_zero(&r->repl_unacked, ms);
+}
+
+int
 lk_wait_applied(struct res *r, unsigned ms)
 {
-	uint64_t end = util_now_ms() + ms;
-
-	/* Rare (a promote) and short, as lk_wait_acked. */
-	while (atomic_load(&r->peer_writes)) {
-		if (util_now_ms() >= end)
-			return -ETIMEDOUT;
-		usleep(1000);
-	}
-	return 0;
+	return lk_wait_zero(&r->peer_writes, ms);
 }
 
 /* ---- receiving: requests from the peer ---- */

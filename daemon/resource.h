@@ -104,7 +104,7 @@ struct res {
 	 * the disk, counted before the role is looked at (lk_parse_one), and
 	 * a promote past its checks: from then on the links refuse new ones
 	 * and the promote waits for these (rsm_promote_decide). */
-	_Atomic unsigned peer_writes;
+	_Atomic uint64_t peer_writes;
 	_Atomic int promoting;
 	/* on-io-error = detach fired (rsm_disk_error): no local disk or
 	 * metadata I/O is started any more.  Set once, any thread. */

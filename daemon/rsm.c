@@ -270,13 +270,14 @@ rsm_set_conn_if(struct res *r, enum rsm_conn conn, enum rsm_repl repl, const cha
 static int
 rsm_promote_drain(struct res *r, char *why, size_t len)
 {
-	unsigned n;
+	uint64_t n;
 
 	atomic_store(&r->promoting, 1);
 	n = atomic_load(&r->peer_writes);
 	if (!n)
 		return 0;
-	LOG_INFO("promote: waiting for %u write(s) received from the peer to reach the disk", n);
+	LOG_INFO("promote: waiting for %llu write(s) received from the peer to reach the disk",
+		 (unsigned long long)n);
 	if (lk_wait_applied(r, r->conf.ping_timeout_ms) == 0)
 		return 1;
 	snprintf(why, len, "writes received from the peer are not on the local disk after "

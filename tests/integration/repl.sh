@@ -65,3 +65,31 @@ SH
     chmod +x "$T/mirrord-ns"
     MIRRORD=$T/mirrord-ns
 }
+
+# bm_put_block URI BYTE OFFSET: 4 KiB of BYTE at OFFSET, acknowledged and
+# flushed by the node behind URI.
+bm_put_block() {
+    "$PYTHON" - "$@" <<'PY'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+h.pwrite(sys.argv[2].encode() * 4096, int(sys.argv[3]))
+h.flush(); h.shutdown()
+PY
+}
+
+# bm_block_byte FILE|URI OFFSET: the byte the 4 KiB at OFFSET are all made
+# of (read from a disk image, or through an NBD URI), or "mixed".
+bm_block_byte() {
+    "$PYTHON" - "$@" <<'PY'
+import sys
+src, off = sys.argv[1], int(sys.argv[2])
+if "://" in src:
+    import nbd
+    h = nbd.NBD(); h.connect_uri(src)
+    b = h.pread(4096, off)
+else:
+    with open(src, "rb") as f:
+        f.seek(off); b = f.read(4096)
+print(chr(b[0]) if b == b[:1] * 4096 and 32 < b[0] < 127 else "mixed")
+PY
+}

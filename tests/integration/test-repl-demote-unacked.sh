@@ -20,31 +20,13 @@ bm_pair 16M protocol=async
 bm_pair_initial_sync
 
 X=$((1 << 20)) Y=$((2 << 20))
-# put URI BYTE OFFSET: 4 KiB of BYTE, acknowledged by the node.
-put() {
-    "$PYTHON" - "$@" <<'PY'
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-h.pwrite(sys.argv[2].encode() * 4096, int(sys.argv[3]))
-h.flush(); h.shutdown()
-PY
-}
-# block_of FILE: the byte block X of FILE is made of, or "mixed".
-block_of() {
-    "$PYTHON" - "$1" "$X" <<'PY'
-import sys
-with open(sys.argv[1], "rb") as f:
-    f.seek(int(sys.argv[2])); b = f.read(4096)
-print(chr(b[0]) if b == b[:1] * 4096 and 32 < b[0] < 127 else "mixed")
-PY
-}
 held() { grep -q 'failpoint peer/apply/hold: holding' "$T/rb-beta.log"; }
 conn_settled() { [[ $(field "$CA" connection) == @(splitbrain|connected) ]]; }
 md_flags() { ctla show-md --json | bm_json flags; }
 
 # alpha's write of X, acknowledged, waits on beta; alpha is demoted.
 bm_fault "$PB" "enable name=peer/apply/hold"
-put "$UA" 1 "$X"
+bm_put_block "$UA" 1 "$X"
 wait_for 20 held
 ctla demote || fail "demote refused"
 assert_contains "$T/ra-alpha.log" 'demote: the peer has not written every replicated write' \
@@ -55,7 +37,7 @@ bm_kill9 "$PB"
 ctla disconnect
 bm_start "$CB" beta; PB=$BM_PID
 ctlb promote || fail "beta refused to be promoted alone"
-put "$UB" B "$Y"
+bm_put_block "$UB" B "$Y"
 
 # alpha comes back: split brain, and its write of X is still there.
 ctla connect
@@ -66,4 +48,4 @@ conn=$(field "$CA" connection)
         "not as a split brain; alpha's superblock flags after the demote: $flags"
 assert_contains "$T/ra-alpha.log" 'split.brain' "alpha's log says nothing of the split brain"
 bm_stop "$PA"; bm_stop "$PB"
-assert_eq "$(block_of "$T/ra.img")" 1 "block X on alpha's disk (alpha's acknowledged write)"
+assert_eq "$(bm_block_byte "$T/ra.img" "$X")" 1 "block X on alpha's disk (alpha's acknowledged write)"

@@ -25,24 +25,7 @@ bm_setup
 bm_faults
 
 X=$((1 << 20))
-# put URI BYTE: block X all BYTE, acknowledged by the node.
-put() {
-    "$PYTHON" - "$1" "$2" "$X" <<'PY'
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-h.pwrite(sys.argv[2].encode() * 4096, int(sys.argv[3]))
-h.flush(); h.shutdown()
-PY
-}
-# get URI: the byte block X reads as through the node, or "mixed".
-get() {
-    "$PYTHON" - "$1" "$X" <<'PY'
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-b = h.pread(4096, int(sys.argv[2]))
-print(chr(b[0]) if b == b[:1] * 4096 and 32 < b[0] < 127 else "mixed")
-PY
-}
+put() { bm_put_block "$1" "$2" "$X"; }   # put URI BYTE: block X all BYTE
 # lines NODE: a node's log in this round (the logs go on across rounds).
 lines() { tail -n +"${from[$1]}" "$T/r${1:0:1}-$1.log"; }
 # logged PATTERN: in beta's log since the write was held.
@@ -104,7 +87,7 @@ for how in connected disconnect drained; do
         echo "$how: promote while alpha's write was held: done at once"
     fi
     assert_eq "$(field "$CB" role)" primary "$how: beta's role"
-    assert_eq "$(get "$UB")" 2 \
+    assert_eq "$(bm_block_byte "$UB" "$X")" 2 \
         "$how: block X read through beta after alpha's held write was applied (lost write)"
 
     if [[ $how == connected ]]; then

@@ -20,24 +20,7 @@ bm_pair 16M protocol=async
 bm_pair_initial_sync
 
 X=$((1 << 20))
-# put URI BYTE: block X all BYTE, acknowledged (and flushed) by the node.
-put() {
-    "$PYTHON" - "$1" "$2" "$X" <<'PY'
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-h.pwrite(sys.argv[2].encode() * 4096, int(sys.argv[3]))
-h.flush(); h.shutdown()
-PY
-}
-# block_of FILE: the byte block X is made of, or "mixed".
-block_of() {
-    "$PYTHON" - "$1" "$X" <<'PY'
-import sys
-with open(sys.argv[1], "rb") as f:
-    f.seek(int(sys.argv[2])); b = f.read(4096)
-print(chr(b[0]) if b == b[:1] * 4096 and 32 < b[0] < 127 else "mixed")
-PY
-}
+put() { bm_put_block "$1" "$2" "$X"; }   # put URI BYTE: block X all BYTE
 # logged PATTERN: in beta's log since the write was held.
 logged() {
     sed -n '/failpoint peer\/apply\/hold: holding/,$p' "$T/rb-beta.log" | grep "$1" >/dev/null  # not -q: an early exit would SIGPIPE sed (pipefail)
@@ -70,11 +53,7 @@ else
     echo "promote while alpha's write was held: done at once"
 fi
 assert_eq "$(field "$CB" role)" primary "beta's role"
-got=$("$PYTHON" -c '
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-b = h.pread(4096, int(sys.argv[2]))
-print(chr(b[0]) if b == b[:1] * 4096 else "mixed")' "$UB" "$X")
+got=$(bm_block_byte "$UB" "$X")
 assert_eq "$got" 2 "block X read from beta after the held write of the dead primary was applied (lost write)"
 
 # alpha returns as sync target and gets version 2.
@@ -82,5 +61,5 @@ bm_start "$CA" alpha; PA=$BM_PID
 ctlb wait-sync --timeout 30 || fail "alpha did not resync from beta"
 assert_eq "$(field "$CA" connection)" connected "alpha's connection (no split brain)"
 bm_stop "$PA"; bm_stop "$PB"
-assert_eq "$(block_of "$T/rb.img")" 2 "block X on beta's disk"
+assert_eq "$(bm_block_byte "$T/rb.img" "$X")" 2 "block X on beta's disk"
 assert_disks_equal "the disks differ at the end"
